@@ -1,0 +1,1 @@
+"""Pure detection code: no I/O, no Redis, no HTTP."""

@@ -1,0 +1,1 @@
+"""distillguard: the gateway processes and their wiring."""

@@ -1,0 +1,142 @@
+"""Builds the gateway: the `/v1/` proxy on the hot path, the FastAPI app for everything
+else (health, metrics, admin), and the lifespan that connects Redis and the upstream.
+
+Requests under `/v1/` go straight to the proxy's ASGI callable; only the rest pays for
+FastAPI's routing and middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import metrics
+from .config import Settings, load_settings
+from .errors import error_body
+from .keys import KeyHasher, resolve_key_secret
+from .limits import Limiter
+from .proxy import Proxy
+from .store import Store, connect
+
+log = logging.getLogger("distillguard.app")
+
+
+class GatewayState:
+    """What the lifespan builds and the routes use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hasher = KeyHasher(resolve_key_secret(settings))
+        self.store: Store | None = None
+        self.limiter: Limiter | None = None
+        self.proxy: Proxy | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self.store = await connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
+        self.limiter = Limiter(self.store, self.settings)
+        self.proxy = Proxy(self.settings, self.limiter, self.hasher)
+        await self.proxy.start()
+        self.tasks.append(asyncio.create_task(self.proxy.renew_leases_forever()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.proxy is not None:
+            await self.proxy.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+def openai_error(status: int, message: str, type_: str, code: str | None) -> Response:
+    return Response(error_body(message, type_, code), status_code=status, media_type="application/json")
+
+
+def build_api(state: GatewayState) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
+
+    api = FastAPI(title="distillguard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api.state.gateway = state
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return openai_error(404, "Unknown route; the API is served under /v1/.", "invalid_request_error", "not_found")
+        return openai_error(exc.status_code, str(exc.detail), "invalid_request_error", None)
+
+    @api.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> Response:
+        checks = {"redis": await _redis_ready(state), "upstream": await _upstream_ready(state)}
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @api.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return api
+
+
+async def _redis_ready(state: GatewayState) -> bool:
+    try:
+        async with asyncio.timeout(max(state.settings.redis_timeout, 0.5)):
+            return await state.store.ping()
+    except Exception:
+        return False
+
+
+async def _upstream_ready(state: GatewayState) -> bool:
+    """The upstream answers HTTP at all (any status: a 401 on /models still means it is up)."""
+    try:
+        async with asyncio.timeout(max(state.settings.upstream.connect_timeout, 1.0)):
+            async with state.proxy.session.get(state.settings.upstream.base_url + "/models") as response:
+                await response.read()
+                return True
+    except Exception:
+        return False
+
+
+class Gateway:
+    """The ASGI entry point: `/v1/` to the proxy, everything else to FastAPI."""
+
+    def __init__(self, state: GatewayState, api: FastAPI) -> None:
+        self.state = state
+        self.api = api
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.state.proxy(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Gateway:
+    """The gateway app; with no settings, they are read from `$DISTILLGUARD_CONFIG` and the env."""
+    settings = settings or load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    state = GatewayState(settings)
+    return Gateway(state, build_api(state))

@@ -1,0 +1,235 @@
+"""The `distillguard` command: serve, demo, mock-upstream, key-id, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+
+from .config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings, parse_duration
+
+
+def _settings_from(args: argparse.Namespace, **extra) -> Settings:
+    """Validate the config now, with CLI flags on top, so errors show before anything starts."""
+    flags = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "workers": getattr(args, "workers", None),
+        "redis_url": getattr(args, "redis_url", None),
+        **extra,
+    }
+    upstream = getattr(args, "upstream", None)
+    if upstream:
+        flags["upstream"] = {"base_url": upstream}
+    try:
+        return load_settings(getattr(args, "config", None), **flags)
+    except ConfigError as exc:
+        sys.exit(f"distillguard: {exc}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    """Hand CLI flags to worker processes through the environment they inherit."""
+    if getattr(args, "config", None):
+        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
+    for flag, env in (
+        ("host", "DISTILLGUARD_HOST"),
+        ("port", "DISTILLGUARD_PORT"),
+        ("workers", "DISTILLGUARD_WORKERS"),
+        ("redis_url", "DISTILLGUARD_REDIS_URL"),
+        ("upstream", "DISTILLGUARD_UPSTREAM__BASE_URL"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[env] = str(value)
+
+
+def _uvicorn_options() -> dict:
+    options = {"http": "httptools", "access_log": False, "log_level": "warning", "lifespan": "on"}
+    try:
+        import uvloop  # noqa: F401
+
+        options["loop"] = "uvloop"
+    except ImportError:
+        pass
+    return options
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _export(args)
+    settings = _settings_from(args)
+    if settings.workers > 1 and settings.redis_url is None:
+        sys.exit(
+            "distillguard: --workers > 1 needs --redis-url: the embedded store lives in one process, "
+            "so separate workers would each count separately"
+        )
+    from .keys import resolve_key_secret
+
+    resolve_key_secret(settings)
+    import uvicorn
+
+    if settings.workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="distillguard-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    print(
+        f"distillguard: serving on http://{settings.host}:{settings.port} -> {settings.upstream.base_url} "
+        f"({settings.workers} worker(s), store: {'redis' if settings.redis_url else 'embedded'})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            "service.app:create_app", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, **_uvicorn_options(),
+        )
+    finally:
+        if settings.workers > 1:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def cmd_mock_upstream(args: argparse.Namespace) -> None:
+    from .mock_upstream import MockSettings, serve_mock
+
+    settings = MockSettings(seed=args.seed, latency_ms=args.latency_ms, tokens_per_second=args.tokens_per_second)
+    print(f"distillguard mock-upstream: http://{args.host}:{args.port}/v1", flush=True)
+    asyncio.run(serve_mock(args.host, args.port, settings))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The gateway on embedded defaults in front of the simulator, in one process."""
+    import uvicorn
+
+    from .app import create_app
+    from .mock_upstream import MockSettings, create_mock_app
+
+    upstream_url = f"http://127.0.0.1:{args.upstream_port}/v1"
+    settings = _settings_from(args, upstream={"base_url": upstream_url})
+    gateway = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, **_uvicorn_options())
+    )
+    mock = uvicorn.Server(
+        uvicorn.Config(
+            create_mock_app(MockSettings(seed=0, latency_ms=20, tokens_per_second=200)),
+            host="127.0.0.1", port=args.upstream_port, **_uvicorn_options(),
+        )
+    )
+    print(
+        f"distillguard demo: gateway http://{settings.host}:{settings.port}/v1 -> simulator {upstream_url}\n"
+        f"  try: curl -s http://{settings.host}:{settings.port}/v1/chat/completions "
+        "-H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' "
+        "-d '{\"model\":\"sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'",
+        flush=True,
+    )
+
+    async def both() -> None:
+        await asyncio.gather(mock.serve(), gateway.serve())
+
+    asyncio.run(both())
+
+
+def cmd_key_id(args: argparse.Namespace) -> None:
+    from .keys import KeyHasher, resolve_key_secret
+
+    hasher = KeyHasher(resolve_key_secret(_settings_from(args)))
+    raw_keys = args.raw_keys or (line.rstrip("\r\n") for line in sys.stdin)
+    for raw_key in raw_keys:
+        if raw_key:
+            print(hasher.key_id(raw_key), flush=not args.raw_keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    settings = _settings_from(args)
+    if settings.redis_url is None:
+        sys.exit("distillguard: `keys` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
+    asyncio.run(_keys(args, settings))
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> None:
+    import json
+
+    from .decisions import get_decision, set_decision
+    from .store import connect
+
+    store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 2.0))
+    try:
+        who = os.environ.get("USER", "cli")
+        if args.keys_command == "block":
+            ttl = parse_duration(args.ttl) if args.ttl else None
+            await set_decision(store.client, args.key_id, "block", reason=args.reason, note=args.note or "",
+                               set_by=f"cli:{who}", ttl_seconds=ttl)
+        elif args.keys_command == "throttle":
+            if args.tier not in settings.limits.tiers:
+                sys.exit(f"distillguard: tier {args.tier!r} is not one of {sorted(settings.limits.tiers)}")
+            ttl = parse_duration(args.ttl) if args.ttl else None
+            await set_decision(store.client, args.key_id, "throttle", tier=args.tier, reason=args.reason or "",
+                               note=args.note or "", set_by=f"cli:{who}", ttl_seconds=ttl)
+        elif args.keys_command == "allow":
+            await set_decision(store.client, args.key_id, "allow", set_by=f"cli:{who}")
+        decision = await get_decision(store.client, args.key_id)
+        print(json.dumps({"key_id": args.key_id, **decision.as_dict()}, indent=2))
+    finally:
+        await store.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distillguard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="YAML config file (default: $DISTILLGUARD_CONFIG)")
+        return p
+
+    serve = with_config(commands.add_parser("serve", help="run the gateway"))
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--redis-url", help="redis://, rediss://, unix:// (cluster detected); none = embedded")
+    serve.add_argument("--upstream", help="upstream base URL that /v1 maps to")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = with_config(commands.add_parser("demo", help="gateway + simulator, embedded store, one process"))
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--upstream-port", type=int, default=8001)
+    demo.set_defaults(func=cmd_demo)
+
+    mock = commands.add_parser("mock-upstream", help="run the OpenAI-compatible upstream simulator")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8001)
+    mock.add_argument("--seed", type=int, default=0)
+    mock.add_argument("--latency-ms", type=float, default=0.0)
+    mock.add_argument("--tokens-per-second", type=float, default=0.0)
+    mock.set_defaults(func=cmd_mock_upstream)
+
+    key_id = with_config(commands.add_parser("key-id", help="print the key_id of raw keys (args or stdin)"))
+    key_id.add_argument("raw_keys", nargs="*")
+    key_id.set_defaults(func=cmd_key_id)
+
+    keys = with_config(commands.add_parser("keys", help="set and read per-key decisions"))
+    keys.add_argument("--redis-url")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    block = keys_commands.add_parser("block")
+    block.add_argument("key_id")
+    block.add_argument("--reason", required=True, help="reason code returned to the client")
+    block.add_argument("--ttl", help="e.g. 1h; default: until allowed again")
+    block.add_argument("--note")
+    throttle = keys_commands.add_parser("throttle")
+    throttle.add_argument("key_id")
+    throttle.add_argument("--tier", required=True)
+    throttle.add_argument("--reason")
+    throttle.add_argument("--ttl")
+    throttle.add_argument("--note")
+    keys_commands.add_parser("allow").add_argument("key_id")
+    keys_commands.add_parser("show").add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

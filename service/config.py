@@ -1,0 +1,248 @@
+"""Typed settings, read once at start from one YAML file and `DISTILLGUARD_*` variables.
+
+Precedence, highest first: explicit overrides (CLI flags), environment variables,
+the YAML file, defaults. Nested fields use `__` in the environment, e.g.
+`DISTILLGUARD_UPSTREAM__BASE_URL`. See `service/examples/distillguard.yaml`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "DISTILLGUARD_"
+CONFIG_PATH_ENV = "DISTILLGUARD_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file, field and why."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `90s`, `1.5m`, `1h`, `250ms`, `7d`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 1m, 1h, 1d)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WindowLimit(_Strict):
+    """At most `limit` units in any sliding window of `window` seconds."""
+
+    limit: int = Field(ge=0)
+    window: float = 60.0
+
+    _parse_window = field_validator("window", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class TierLimits(_Strict):
+    """The limits of one tier; an absent limit means unlimited."""
+
+    requests: WindowLimit | None = None
+    tokens: WindowLimit | None = None
+    concurrency: int | None = Field(default=None, ge=0)
+
+
+class KeyEntry(_Strict):
+    """One known key in the registry, named by its key_id (never the raw key)."""
+
+    tier: str | None = None
+    requests: WindowLimit | None = None
+    tokens: WindowLimit | None = None
+    concurrency: int | None = Field(default=None, ge=0)
+    note: str | None = None
+
+
+class IpLimit(_Strict):
+    """Requests per client IP across all keys, against key spraying from one host."""
+
+    limit: int = Field(ge=1)
+    window: float = 60.0
+
+    _parse_window = field_validator("window", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class LimitsConfig(_Strict):
+    default_tier: str = "default"
+    unknown_keys: Literal["default_tier", "reject"] = "default_tier"
+    tiers: dict[str, TierLimits] = Field(
+        default_factory=lambda: {
+            "default": TierLimits(
+                requests=WindowLimit(limit=600, window=60),
+                tokens=WindowLimit(limit=1_000_000, window=60),
+                concurrency=32,
+            ),
+            "throttled": TierLimits(
+                requests=WindowLimit(limit=10, window=60),
+                tokens=WindowLimit(limit=20_000, window=60),
+                concurrency=2,
+            ),
+        }
+    )
+    keys: dict[str, KeyEntry] = Field(default_factory=dict)
+    per_ip: IpLimit | None = None
+    default_max_tokens: int = Field(default=4096, ge=1)
+    lease_seconds: float = 30.0
+
+    _parse_lease = field_validator("lease_seconds", mode="before")(lambda cls, v: parse_duration(v))
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids_are_hashed(cls, keys: dict[str, KeyEntry]) -> dict[str, KeyEntry]:
+        for key_id in keys:
+            if not re.fullmatch(r"[0-9a-f]{16}", key_id):
+                raise ValueError(
+                    f"registry key {key_id!r} is not a key_id (16 hex characters); "
+                    "list keys by `distillguard key-id RAW_KEY`, never raw"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _tiers_exist(self) -> "LimitsConfig":
+        if self.default_tier not in self.tiers:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of tiers {sorted(self.tiers)}")
+        for key_id, entry in self.keys.items():
+            if entry.tier is not None and entry.tier not in self.tiers:
+                raise ValueError(f"keys.{key_id}.tier {entry.tier!r} is not one of tiers {sorted(self.tiers)}")
+        return self
+
+
+class UpstreamConfig(_Strict):
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: str | None = None
+    timeout: float = 600.0
+    connect_timeout: float = 5.0
+    max_connections: int = Field(default=1000, ge=1)
+
+    _parse_timeouts = field_validator("timeout", "connect_timeout", mode="before")(
+        lambda cls, v: parse_duration(v)
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _is_http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/]+", url):
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway and its commands."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    redis_url: str | None = None
+    redis_timeout: float = 0.25
+    redis_failure_policy: Literal["open", "closed"] = "open"
+    key_secret: str | None = None
+    admin_token: str | None = None
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    _parse_redis_timeout = field_validator("redis_timeout", mode="before")(
+        lambda cls, v: parse_duration(v)
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url in (None, ""):
+            return None
+        if not re.match(r"^(redis|rediss|unix)://", url):
+            raise ValueError("must start with redis://, rediss:// or unix:// (a Redis Cluster is detected)")
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            reason = "unknown setting"
+        lines.append(f"  {field}: {reason}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Settings from the YAML file (or `$DISTILLGUARD_CONFIG`), the environment, then overrides."""
+    path = path or os.environ.get(CONFIG_PATH_ENV)
+    file_values = _read_yaml(Path(path)) if path else {}
+    source = str(path) if path else "environment"
+    explicit = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        env_only = Settings(**explicit)
+        merged = _deep_merge(file_values, _env_values(env_only))
+        merged = _deep_merge(merged, explicit)
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc
+
+
+def _env_values(settings: Settings) -> dict[str, Any]:
+    """The fields that the environment (or overrides) actually set, as plain data."""
+    return settings.model_dump(include=settings.model_fields_set, exclude_unset=True)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = _deep_merge(merged[name], value)
+        else:
+            merged[name] = value
+    return merged

@@ -1,0 +1,94 @@
+"""Every way the gateway refuses or fails a request, each as OpenAI's error JSON.
+
+`{"error": {"message": ..., "type": ..., "code": ...}}` is what OpenAI clients parse, so
+every refusal uses it, whichever part of the gateway raised it.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class GatewayError(Exception):
+    """A request the gateway answers itself, with `status` and OpenAI's error body."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code)
+
+
+def error_body(message: str, type_: str, code: str | None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}).encode()
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class MissingKey(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "missing_api_key"
+
+
+class UnknownKey(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class KeyBlocked(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, rule: str, headers: list[tuple[bytes, bytes]]):
+        super().__init__(message, headers=headers)
+        self.type = rule
+
+
+class UpstreamUnreachable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class LimiterUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "rate_limiter_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"

@@ -1,0 +1,68 @@
+"""Every Prometheus metric of the gateway, defined in one place.
+
+With several worker processes, `distillguard serve` sets `PROMETHEUS_MULTIPROC_DIR` before
+any worker imports this module, and `/metrics` aggregates the workers' files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+disable_created_metrics()
+
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+REQUESTS = Counter(
+    "distillguard_requests_total", "Requests answered by the gateway.", ["route", "status", "tier"]
+)
+GATEWAY_LATENCY = Histogram(
+    "distillguard_gateway_latency_seconds",
+    "Time the gateway itself adds to a request (upstream time excluded).",
+    ["route"],
+    buckets=_FAST_BUCKETS,
+)
+UPSTREAM_LATENCY = Histogram(
+    "distillguard_upstream_latency_seconds",
+    "Time from sending a request upstream to its full response.",
+    ["route"],
+    buckets=_SLOW_BUCKETS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "distillguard_time_to_first_token_seconds",
+    "Time from a streaming request's arrival to its first relayed chunk.",
+    ["route"],
+    buckets=_SLOW_BUCKETS,
+)
+TOKENS = Counter("distillguard_tokens_total", "Tokens used, from the upstream's usage.", ["direction"])
+REJECTIONS = Counter("distillguard_rejections_total", "Requests refused, by the rule that refused them.", ["rule"])
+DECISIONS_ENFORCED = Counter(
+    "distillguard_decisions_enforced_total", "Requests that met a per-key decision.", ["action"]
+)
+REDIS_ERRORS = Counter("distillguard_redis_errors_total", "Redis calls that failed or timed out.", ["operation"])
+UPSTREAM_ERRORS = Counter("distillguard_upstream_errors_total", "Upstream calls that failed.", ["kind"])
+IN_FLIGHT = Gauge(
+    "distillguard_requests_in_flight", "Requests being forwarded now.", multiprocess_mode="livesum"
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, aggregated over worker processes when there are several."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

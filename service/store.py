@@ -1,0 +1,115 @@
+"""The Redis connection (a real server, a Redis Cluster, or an embedded in-process store)
+and the naming of every key the gateway writes.
+
+Every per-key name carries the `{key_id}` hash tag, so one API key's state lives in one
+Redis Cluster slot and one Lua script can touch all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+
+log = logging.getLogger("distillguard.store")
+
+SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew")
+
+
+def decision_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:decision"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyNames:
+    """The Redis names holding one API key's rate-limit state."""
+
+    decision: str
+    requests: str
+    tokens: str
+    token_amounts: str
+    leases: str
+
+    @classmethod
+    def for_key(cls, key_id: str) -> "KeyNames":
+        tag = f"dg:{{{key_id}}}"
+        return cls(decision_key(key_id), f"{tag}:req", f"{tag}:tok", f"{tag}:tokamt", f"{tag}:lease")
+
+    @property
+    def admit_keys(self) -> list[str]:
+        return [self.decision, self.requests, self.tokens, self.token_amounts, self.leases]
+
+    @property
+    def settle_keys(self) -> list[str]:
+        return [self.requests, self.tokens, self.token_amounts, self.leases]
+
+
+def ip_log_key(ip_id: str) -> str:
+    return f"dg:{{ip:{ip_id}}}:req"
+
+
+def load_lua(name: str) -> str:
+    return resources.files("service").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Store:
+    """One Redis client and the Lua scripts registered on it."""
+
+    def __init__(self, client, *, cluster: bool, embedded: bool) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.embedded = embedded
+        self.scripts: dict[str, AsyncScript] = {
+            name: client.register_script(load_lua(name)) for name in SCRIPT_NAMES
+        }
+
+    async def load_scripts(self) -> None:
+        """Load every script once at start; EVALSHA re-loads by itself after a Redis restart."""
+        for script in self.scripts.values():
+            script.sha = await self.client.script_load(script.script)
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def connect(url: str | None, *, timeout: float) -> Store:
+    """A Store for `url`; with no URL, an embedded in-process Redis (fakeredis with Lua)."""
+    if url is None:
+        import fakeredis
+
+        store = Store(fakeredis.FakeAsyncRedis(), cluster=False, embedded=True)
+        await store.load_scripts()
+        return store
+    options = dict(
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=0,
+    )
+    probe = aioredis.Redis.from_url(url, **options)
+    try:
+        info = await probe.info("cluster")
+        is_cluster = bool(info.get("cluster_enabled"))
+    except (aioredis.RedisError, OSError) as exc:
+        log.warning("Redis unreachable at start (%s); continuing as standalone, will reconnect", exc)
+        is_cluster = False
+    finally:
+        await probe.aclose()
+    if is_cluster:
+        client = RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        await client.initialize()
+    else:
+        client = aioredis.Redis.from_url(url, max_connections=512, **options)
+    store = Store(client, cluster=is_cluster, embedded=False)
+    try:
+        await store.load_scripts()
+    except (aioredis.RedisError, OSError) as exc:
+        log.warning("could not load Lua scripts yet (%s); they load on first use", exc)
+    log.info("connected to Redis%s", " Cluster" if is_cluster else "")
+    return store
