@@ -83,7 +83,7 @@ def build_api(state: GatewayState) -> FastAPI:
 
     @api.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok"}
+        return {"status": "ok", "pid": os.getpid()}
 
     @api.get("/readyz")
     async def readyz() -> Response:

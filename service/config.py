@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     redis_url: str | None = None
-    redis_timeout: float = 0.25
+    redis_timeout: float = 1.0
     redis_failure_policy: Literal["open", "closed"] = "open"
     key_secret: str | None = None
     admin_token: str | None = None

@@ -71,9 +71,10 @@ class RateLimited(GatewayError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, rule: str, headers: list[tuple[bytes, bytes]]):
+    def __init__(self, message: str, *, rule: str, tier: str, headers: list[tuple[bytes, bytes]]):
         super().__init__(message, headers=headers)
         self.type = rule
+        self.tier = tier
 
 
 class UpstreamUnreachable(GatewayError):

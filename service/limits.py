@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from . import metrics
 from .config import LimitsConfig, Settings, TierLimits
 from .errors import KeyBlocked, LimiterUnavailable, RateLimited, UnknownKey
-from .store import KeyNames, Store, ip_log_key
+from .store import MAX_CONNECTIONS, KeyNames, Store, ip_log_key
 
 log = logging.getLogger("distillguard.limits")
 
@@ -106,6 +106,9 @@ class Limiter:
         self._request_counter = 0
         self._request_prefix = f"{os.getpid():x}-{os.urandom(4).hex()}-"
         self._last_error_log = 0.0
+        # The cluster client fails rather than queues when a node's pool is full, and a
+        # split admission holds two connections; queue here instead.
+        self._split_slots = asyncio.Semaphore(MAX_CONNECTIONS // 2)
 
     def _block_for_entry(self, key_id: str) -> tuple[str, ...]:
         entry = self.config.keys[key_id]
@@ -141,7 +144,8 @@ class Limiter:
         try:
             async with asyncio.timeout(self.timeout):
                 if use_ip and self.store.cluster:
-                    reply = await self._admit_split(names, ip_id, request_id, args)
+                    async with self._split_slots:
+                        reply = await self._admit_split(names, ip_id, request_id, args)
                 else:
                     keys = names.admit_keys + ([ip_log_key(ip_id)] if use_ip else [])
                     reply = await self.store.scripts["admit"](keys=keys, args=args)
@@ -160,7 +164,7 @@ class Limiter:
             metrics.REJECTIONS.labels(rule).inc()
             retry_seconds = max(1, -(-int(reply[9]) // 1000))
             headers.append((b"retry-after", str(retry_seconds).encode()))
-            raise RateLimited(_limit_message(rule, tier), rule=rule, headers=headers)
+            raise RateLimited(_limit_message(rule, tier), rule=rule, tier=tier, headers=headers)
         return Admission(key_id, request_id, tier, token_cost, True, headers)
 
     async def _admit_split(self, names: KeyNames, ip_id: str, request_id: str, args: tuple) -> list:

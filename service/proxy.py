@@ -122,7 +122,7 @@ class Proxy:
             exchange = await self._admit(scope, receive, started)
         except GatewayError as error:
             await send_error(send, error)
-            metrics.REQUESTS.labels(route_label(path), str(error.status), "").inc()
+            metrics.REQUESTS.labels(route_label(path), str(error.status), getattr(error, "tier", "")).inc()
             return
         await self._forward_watching_disconnect(exchange, receive, send)
 

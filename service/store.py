@@ -18,6 +18,9 @@ from redis.commands.core import AsyncScript
 log = logging.getLogger("distillguard.store")
 
 SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew")
+# Connections per Redis node and process: bursts queue for one (bounded by the Redis
+# timeout) rather than open thousands of sockets.
+MAX_CONNECTIONS = 256
 
 
 def decision_key(key_id: str) -> str:
@@ -102,10 +105,15 @@ async def connect(url: str | None, *, timeout: float) -> Store:
     finally:
         await probe.aclose()
     if is_cluster:
-        client = RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = RedisCluster.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=MAX_CONNECTIONS
+        )
         await client.initialize()
     else:
-        client = aioredis.Redis.from_url(url, max_connections=512, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
+        )
+        client = aioredis.Redis(connection_pool=pool)
     store = Store(client, cluster=is_cluster, embedded=False)
     try:
         await store.load_scripts()

@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY detectors ./detectors
+RUN pip install --no-cache-dir .
+EXPOSE 8000
+ENTRYPOINT ["distillguard"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

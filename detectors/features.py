@@ -1,0 +1,351 @@
+"""One finished request -> its features: the single implementation the gateway, the scorer
+and every offline command share, so a model trained offline sees what the live path sees.
+
+Prompt text is never kept, only hashes and fingerprints of it; the client IP and user agent
+are kept as hashes keyed by a deployment salt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from .text import (
+    asks_for_reasoning,
+    fingerprint_window,
+    hamming,
+    normalise,
+    short_hash,
+    template_fingerprint,
+)
+
+__all__ = ["RequestFeatures", "request_features", "to_fields", "from_fields", "hamming"]
+
+TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+SYSTEM_ROLES = frozenset({"system", "developer"})
+RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+MAX_LABEL_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFeatures:
+    ts: float
+    key_id: str
+    path: str
+    prompt_chars: int
+    prompt_tokens: int
+    completion_tokens: int
+    message_count: int
+    system_hash: str
+    user_hash: str
+    template_fp: int
+    template_head: int
+    model: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    n: int
+    logprobs: bool
+    top_logprobs: int
+    stream: bool
+    has_tools: bool
+    response_format: str
+    reasoning_marker: bool
+    reasoning_effort: str
+    ip_prefix: str
+    ua_hash: str
+    status: int
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class _Prompt:
+    """The text a request sends, by role, as the chat, completions, responses and
+    embeddings APIs each spell it."""
+
+    system: list[str]
+    user: list[str]
+    chars: int = 0
+    count: int = 0
+    token_ids: int = 0
+
+
+def _part_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES and isinstance(part.get("text"), str)
+        ]
+        return "\n".join(texts)
+    return ""
+
+
+def _add_messages(prompt: _Prompt, messages: list) -> None:
+    for message in messages:
+        prompt.count += 1
+        if not isinstance(message, dict):
+            if isinstance(message, str):
+                prompt.user.append(message)
+                prompt.chars += len(message)
+            continue
+        text = _part_text(message.get("content"))
+        prompt.chars += len(text)
+        role = message.get("role", "user")
+        if role in SYSTEM_ROLES:
+            prompt.system.append(text)
+        elif role == "user":
+            prompt.user.append(text)
+
+
+def _add_inputs(prompt: _Prompt, value: object) -> None:
+    """A `prompt` or `input`: a string, a list of strings, or token ids (flat or nested)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return
+    if value and all(isinstance(item, int) for item in value):
+        prompt.count += 1
+        prompt.token_ids += len(value)
+        return
+    for item in value:
+        prompt.count += 1
+        if isinstance(item, str):
+            prompt.user.append(item)
+            prompt.chars += len(item)
+        elif isinstance(item, list):
+            prompt.token_ids += len(item)
+
+
+def _prompt(body: Mapping) -> _Prompt:
+    prompt = _Prompt(system=[], user=[])
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        prompt.system.append(instructions)
+        prompt.chars += len(instructions)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        _add_messages(prompt, messages)
+        return prompt
+    source = body.get("prompt", body.get("input"))
+    if isinstance(source, list) and any(isinstance(item, dict) for item in source):
+        _add_messages(prompt, source)
+    else:
+        _add_inputs(prompt, source)
+    return prompt
+
+
+def _int(value: object, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return int(value) if math.isfinite(value) else default
+
+
+def _float(value: object, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value) if math.isfinite(value) else default
+
+
+def _label(value: object) -> str:
+    """A client-chosen name (model, effort) made safe to store: bounded and valid UTF-8."""
+    if not isinstance(value, str):
+        return ""
+    value = value[:MAX_LABEL_CHARS]
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _first(body: Mapping, *names: str) -> object:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _logprobs(body: Mapping) -> tuple[bool, int]:
+    """Chat asks with `logprobs: true` + `top_logprobs`; completions with `logprobs: <int>`;
+    responses with `include` + `top_logprobs`."""
+    value = body.get("logprobs")
+    top = _int(body.get("top_logprobs"), 0)
+    if isinstance(value, bool):
+        return value, top
+    if isinstance(value, int) and value > 0:
+        return True, value
+    include = body.get("include")
+    if isinstance(include, list) and LOGPROBS_INCLUDE in include:
+        return True, top
+    return False, top
+
+
+def _response_format(body: Mapping) -> str:
+    spec = body.get("response_format")
+    if spec is None and isinstance(body.get("text"), Mapping):
+        spec = body["text"].get("format")
+    kind = spec.get("type") if isinstance(spec, Mapping) else spec
+    return kind if kind in RESPONSE_FORMATS else ""
+
+
+def _reasoning_effort(body: Mapping) -> str:
+    effort = body.get("reasoning_effort")
+    reasoning = body.get("reasoning")
+    if effort is None and isinstance(reasoning, Mapping):
+        effort = reasoning.get("effort")
+    return _label(effort)
+
+
+def _keyed(data: bytes, salt: bytes) -> str:
+    """12 hex of a salted hash: joins requests from one client without storing who it is."""
+    if len(salt) > 64:
+        salt = hashlib.sha256(salt).digest()
+    return hashlib.blake2b(data, digest_size=6, key=salt).hexdigest()
+
+
+def ip_prefix(client_ip: str | None, salt: bytes) -> str:
+    """Salted hash of the client's /24 (IPv4) or /64 (IPv6): the unit one host or one small
+    network rotates addresses within."""
+    if not client_ip:
+        return ""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return _keyed(b"?" + client_ip.encode("utf-8", "surrogatepass"), salt)
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.version == 4:
+        return _keyed(b"4" + address.packed[:3], salt)
+    return _keyed(b"6" + address.packed[:8], salt)
+
+
+def _usage_tokens(usage: object, name: str, alias: str) -> int:
+    if isinstance(usage, Mapping):
+        value = usage.get(name, usage.get(alias))
+    else:
+        value = getattr(usage, name, None)
+    return max(_int(value, 0), 0)
+
+
+def request_features(
+    *,
+    ts: float,
+    key_id: str,
+    path: str,
+    body: dict | None,
+    headers: Mapping[str, str] | None,
+    client_ip: str | None,
+    status: int,
+    latency_ms: float,
+    usage: Mapping | None,
+    salt: bytes,
+) -> RequestFeatures:
+    """Features of one finished request; never raises on a malformed body.
+
+    `usage` is the upstream's (prompt/completion or input/output tokens); without it the
+    prompt is estimated at four characters a token. The template fingerprint covers the
+    first 2,000 and last 500 characters of the last user text, so its cost is bounded.
+    """
+    body = body if isinstance(body, Mapping) else {}
+    prompt = _prompt(body)
+    user_text = prompt.user[-1] if prompt.user else ""
+    user_lowered = user_text.lower()
+    if user_text:
+        template_fp, template_head = template_fingerprint(fingerprint_window(user_text))
+    else:
+        template_fp, template_head = 0, 0
+    system_text = "\n".join(prompt.system)
+    embeddings = path.rstrip("/").endswith("/embeddings")
+    reasoning_marker = not embeddings and (
+        asks_for_reasoning(system_text.lower()) or any(asks_for_reasoning(text.lower()) for text in prompt.user)
+    )
+    logprobs, top_logprobs = _logprobs(body)
+    prompt_tokens = _usage_tokens(usage, "prompt_tokens", "input_tokens")
+    if prompt_tokens == 0:
+        prompt_tokens = -(-prompt.chars // 4) + prompt.token_ids
+    user_agent = headers.get("user-agent") if headers else None
+    return RequestFeatures(
+        ts=float(ts),
+        key_id=key_id,
+        path=path,
+        prompt_chars=prompt.chars,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens"),
+        message_count=prompt.count,
+        system_hash=short_hash(system_text) if prompt.system else "",
+        user_hash=short_hash(normalise(user_lowered)) if prompt.user else "",
+        template_fp=template_fp,
+        template_head=template_head,
+        model=_label(body.get("model")),
+        max_tokens=_int(_first(body, "max_tokens", "max_completion_tokens", "max_output_tokens"), 0),
+        temperature=_float(body.get("temperature"), -1.0),
+        top_p=_float(body.get("top_p"), -1.0),
+        n=_int(body.get("n"), 1),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        stream=body.get("stream") is True,
+        has_tools=bool(body.get("tools") or body.get("functions")),
+        response_format=_response_format(body),
+        reasoning_marker=reasoning_marker,
+        reasoning_effort=_reasoning_effort(body),
+        ip_prefix=ip_prefix(client_ip, salt),
+        ua_hash=_keyed(user_agent.encode("utf-8", "surrogatepass"), salt) if user_agent else "",
+        status=int(status),
+        latency_ms=float(latency_ms),
+    )
+
+
+# Stream entries: every field under its own name, in one fixed order, so Redis stores the
+# names once per stream node (entries with the master entry's fields repeat only values).
+_FIELDS = tuple((f.name, f.type) for f in fields(RequestFeatures))
+_HEX_FIELDS = frozenset({"template_fp", "template_head"})
+
+
+def _encode(name: str, kind: str, value: object) -> str:
+    if kind == "bool":
+        return "1" if value else "0"
+    if name in _HEX_FIELDS:
+        return format(value, "x")
+    if kind == "float":
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def _decode(name: str, kind: str, text: str) -> object:
+    if kind == "bool":
+        return text == "1"
+    if name in _HEX_FIELDS:
+        return int(text, 16)
+    if kind == "float":
+        return float(text)
+    if kind == "int":
+        return int(text)
+    return text
+
+
+_DEFAULTS = {"temperature": "-1", "top_p": "-1", "n": "1"}
+
+
+def to_fields(features: RequestFeatures) -> dict[str, str]:
+    """A stream entry's fields; `from_fields` gives back an equal RequestFeatures."""
+    return {name: _encode(name, kind, getattr(features, name)) for name, kind in _FIELDS}
+
+
+def from_fields(entry: Mapping[bytes | str, bytes | str]) -> RequestFeatures:
+    """Reads a stream entry back; fields missing from older entries take their defaults."""
+    text = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "surrogatepass") if isinstance(v, bytes) else v)
+        for k, v in entry.items()
+    }
+    values = {}
+    for name, kind in _FIELDS:
+        raw = text.get(name)
+        if raw is None:
+            raw = _DEFAULTS.get(name, "" if kind == "str" else "0")
+        values[name] = _decode(name, kind, raw)
+    return RequestFeatures(**values)

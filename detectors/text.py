@@ -1,0 +1,264 @@
+"""Prompt text -> template fingerprints, duplicate hashes and reasoning-elicitation markers.
+
+Distillation scripts send one template thousands of times with different fillers. Masking
+the fillers (numbers, quotes, names, URLs, e-mails, code) and SimHashing what is left gives
+prompts from one template nearly the same 64-bit fingerprint, whatever was filled in.
+
+Every step is either a regex that starts with a literal (so `re` jumps between hits) and
+runs only when that literal occurs, or a vectorised numpy pass over the UTF-8 bytes: the
+gateway pays this once per request, and per-token Python work would dominate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+
+import numpy as np
+
+HEAD_CHARS = 2000
+TAIL_CHARS = 500
+
+_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_URL = re.compile(r"://[^\s<>\"'`]+")
+_WWW = re.compile(r"www\.[^\s<>\"'`]+")
+_EMAIL_DOMAIN = re.compile(r"@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_LOCAL = re.compile(r"[\w.+-]+\Z")
+_QUOTES = (
+    ('"', re.compile(r"\"[^\"]*\"")),
+    ("'", re.compile(r"'(?<!\w')[^'\n]*'(?!\w)")),
+    ("“", re.compile(r"“[^”]*”")),
+    ("‘", re.compile(r"‘[^’]*’")),
+    ("«", re.compile(r"«[^»]*»")),
+    ("„", re.compile(r"„[^“”]*[“”]")),
+    ("「", re.compile(r"「[^」]*」")),
+    ("『", re.compile(r"『[^』]*』")),
+)
+
+# Each marker with a word it contains, so text without any of those words is cleared with
+# a handful of substring searches instead of one search per marker.
+_MARKERS_BY_ANCHOR = {
+    # English
+    "step": ("step by step", "step-by-step", "reason step"),
+    "reason": (
+        "show your reasoning", "explain your reasoning", "walk me through your reasoning",
+        "detailed reasoning", "full reasoning", "reasoning trace",
+    ),
+    "think": ("think through", "let's think", "let’s think", "<think>"),
+    "thought": ("chain of thought", "chain-of-thought"),
+    "work": ("show your work",),
+    # Spanish, Portuguese
+    "paso": ("paso a paso", "muestra tu razonamiento"),
+    "razonamiento": ("muestra tu razonamiento",),
+    "passo": ("passo a passo",),
+    # French
+    "raisonnement": ("raisonnement",),
+    "étape": ("étape par étape",),
+    # German
+    "schritt": ("schritt für schritt",),
+    "überlegungen": ("zeige deine überlegungen",),
+    "begründe": ("begründe",),
+    # Russian
+    "шаг": ("шаг за шагом", "пошагово"),
+    "рассуждени": ("рассуждени",),
+    # Chinese
+    "步": ("一步一步", "逐步"),
+    "推理": ("详细推理", "推理过程"),
+    "思考过程": ("思考过程",),
+    # Japanese
+    "ステップバイステップ": ("ステップバイステップ",),
+    "段階的に": ("段階的に",),
+    # Korean
+    "단계별로": ("단계별로",),
+    "차근차근": ("차근차근",),
+}
+REASONING_MARKERS = tuple(sorted({m for ms in _MARKERS_BY_ANCHOR.values() for m in ms}))
+_ASCII_ANCHORS = tuple((a, ms) for a, ms in _MARKERS_BY_ANCHOR.items() if a.isascii())
+_OTHER_ANCHORS = tuple((a, ms) for a, ms in _MARKERS_BY_ANCHOR.items() if not a.isascii())
+
+
+def asks_for_reasoning(lowered: str) -> bool:
+    """True when lowercased prompt text asks for a reasoning trace, in any of ten languages."""
+    for anchor, markers in _ASCII_ANCHORS:
+        if anchor in lowered and any(marker in lowered for marker in markers):
+            return True
+    if lowered.isascii():
+        return False
+    return any(anchor in lowered and any(m in lowered for m in markers) for anchor, markers in _OTHER_ANCHORS)
+
+
+def short_hash(text: str) -> str:
+    """16 hex of sha256: enough to tell prompts apart, short enough to store per request."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def normalise(lowered: str) -> str:
+    """Collapses whitespace so re-wrapped copies of one prompt hash the same."""
+    return " ".join(lowered.split())
+
+
+def fingerprint_window(text: str) -> str:
+    """The part of a prompt that is fingerprinted: the first 2,000 and last 500 characters.
+
+    Templates show in the instructions at the start and the question at the end; the middle
+    of a long prompt is mostly pasted material, and skipping it keeps the cost bounded.
+    """
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+
+
+# Placeholders are padded with the ASCII unit separator rather than spaces, so a name right
+# after one ("'foo' into French") still reads as mid-sentence.
+_PLACEHOLDER = {kind: f"\x1f<{kind}>\x1f" for kind in ("code", "url", "email", "str")}
+
+
+def _mask_emails(text: str) -> str:
+    pieces, last = [], 0
+    for domain in _EMAIL_DOMAIN.finditer(text):
+        local = _EMAIL_LOCAL.search(text, max(last, domain.start() - 64), domain.start())
+        if local is not None:
+            pieces += (text[last : local.start()], _PLACEHOLDER["email"])
+            last = domain.end()
+    return "".join(pieces) + text[last:] if pieces else text
+
+
+def mask_spans(text: str) -> str:
+    """Replaces code, URLs, e-mails and quoted strings with placeholders. Numbers and names
+    are masked per token later, in `template_fingerprint`."""
+    if "`" in text:
+        text = _INLINE_CODE.sub(_PLACEHOLDER["code"], _CODE_BLOCK.sub(_PLACEHOLDER["code"], text))
+    if "://" in text:
+        text = _URL.sub(_PLACEHOLDER["url"], text)
+    if "www." in text:
+        text = _WWW.sub(_PLACEHOLDER["url"], text)
+    if "@" in text:
+        text = _mask_emails(text)
+    for quote, pattern in _QUOTES:
+        if quote in text:
+            text = pattern.sub(_PLACEHOLDER["str"], text)
+    return text
+
+
+# Bytes and tokens. A token is a run of letters, digits, `_`, `<`, `>` (so placeholders stay
+# whole) and non-ASCII bytes; digits joined by . , : / - stay one number; each CJK, kana or
+# hangul character is a token of its own, since those scripts do not separate words.
+_MAX_BYTES = (HEAD_CHARS + TAIL_CHARS + 1) * 4 + 64
+_WORD = np.zeros(256, dtype=bool)
+_WORD[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_<>")] = True
+_WORD[0x80:] = True
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[list(b"0123456789")] = True
+_NUMBER_JOINER = np.zeros(256, dtype=bool)
+_NUMBER_JOINER[list(b".,:/-")] = True
+_SENTENCE_END = np.zeros(256, dtype=bool)
+_SENTENCE_END[list(b".!?:\n\r\t ")] = True
+_CJK_LEAD = np.zeros(256, dtype=bool)
+_CJK_LEAD[0xE3:0xEE] = True  # U+3000..U+DFFF: CJK punctuation, kana, ideographs, hangul
+
+# Token hashes: a polynomial hash of the bytes mod 2**64 by prefix sums (one subtraction
+# and one multiplication per token), then a splitmix64 finaliser. Stable across processes
+# and machines, unlike str.__hash__.
+_BASE = 0x100000001B3
+_POWERS = np.ones(_MAX_BYTES, dtype=np.uint64)
+_POWERS[1:] = np.cumprod(np.full(_MAX_BYTES - 1, _BASE, dtype=np.uint64), dtype=np.uint64)
+_INVERSES = np.ones(_MAX_BYTES, dtype=np.uint64)
+_INVERSES[1:] = np.cumprod(np.full(_MAX_BYTES - 1, pow(_BASE, -1, 2**64), dtype=np.uint64), dtype=np.uint64)
+_BIGRAM = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+
+
+def _polynomial(data: bytes) -> int:
+    value = 0
+    for i, byte in enumerate(data):
+        value = (value + byte * pow(_BASE, i, 2**64)) % 2**64
+    return value
+
+
+_NUM = np.uint64(_polynomial(b"<num>"))
+_NAME = np.uint64(_polynomial(b"<name>"))
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = z ^ (z >> _S30)
+    z *= _MIX1
+    z ^= z >> _S27
+    z *= _MIX2
+    z ^= z >> _S31
+    return z
+
+
+def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    """Lowercased bytes, token starts and ends, and token hashes with numbers and names masked.
+
+    A name is a token lowercasing changes in its first two bytes (`Paris`, `Öl`, `Москва`,
+    `iPhone`) that follows a space not preceded by a sentence end; a number is any token
+    that starts or ends with a digit (`42`, `3rd`, `q3`, `1,250.5`).
+    """
+    text = mask_spans(window)
+    original = text.encode("utf-8", "surrogatepass")[:_MAX_BYTES]
+    lowered = text.lower().encode("utf-8", "surrogatepass")[:_MAX_BYTES]
+    raw = np.frombuffer(original, dtype=np.uint8)
+    buf = np.frombuffer(lowered, dtype=np.uint8)
+    word = _WORD[buf]
+    digit = _DIGIT[buf]
+    word[1:-1] |= _NUMBER_JOINER[buf[1:-1]] & digit[:-2] & digit[2:]
+    start = word.copy()
+    start[1:] &= ~word[:-1]
+    if not original.isascii():
+        lead = _CJK_LEAD[buf]
+        cjk = lead.copy()
+        cjk[1:] |= lead[:-1]
+        cjk[2:] |= lead[:-2]
+        start |= lead
+        start[1:] |= word[1:] & cjk[:-1] & ~cjk[1:]
+    end = word.copy()
+    end[:-1] &= start[1:] | ~word[1:]
+    starts = np.flatnonzero(start)
+    ends = np.flatnonzero(end) + 1
+    prefix = np.zeros(len(buf) + 1, dtype=np.uint64)
+    np.cumsum(buf * _POWERS[: len(buf)], out=prefix[1:])
+    hashes = (prefix[ends] - prefix[starts]) * _INVERSES[starts]
+    hashes[digit[starts] | digit[ends - 1]] = _NUM
+    if len(original) == len(lowered) and len(starts) > 1:
+        after = starts[1:]
+        second = np.minimum(after + 1, len(raw) - 1)
+        capital = (raw[after] != buf[after]) | (raw[second] != buf[second])
+        name = capital & (raw[after - 1] == 0x20) & ~_SENTENCE_END[raw[np.maximum(after - 2, 0)]]
+        hashes[1:][name] = _NAME
+    return lowered, starts, ends, hashes
+
+
+def template_fingerprint(window: str) -> tuple[int, int]:
+    """(64-bit SimHash of the masked unigrams and bigrams, 32-bit hash of the first four).
+
+    Unrelated prompts land about 32 bits apart; one template with other fillers a few bits.
+    """
+    _, _, _, hashes = _tokens(window)
+    if len(hashes) == 0:
+        return 0, 0
+    head = zlib.crc32(hashes[:4].astype("<u8").tobytes())
+    shingles = _mix(np.concatenate((hashes, hashes[:-1] * _BIGRAM + hashes[1:])))
+    octets = shingles.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
+    bits = np.unpackbits(octets, axis=1, bitorder="little").astype(np.float32)
+    votes = np.ones(len(shingles), dtype=np.float32) @ bits
+    majority = votes * 2 > len(shingles)
+    return int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little"), head
+
+
+def template_text(window: str) -> str:
+    """The masked tokens the fingerprint is computed from, for tests and for explaining why
+    two prompts were judged one template."""
+    lowered, starts, ends, hashes = _tokens(window)
+    words = []
+    for s, e, h in zip(starts.tolist(), ends.tolist(), hashes.tolist()):
+        words.append("<num>" if h == _NUM else "<name>" if h == _NAME else lowered[s:e].decode("utf-8", "replace"))
+    return " ".join(words)
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two fingerprints."""
+    return (a ^ b).bit_count()

@@ -1,0 +1,75 @@
+"""Shared fixtures: real Redis servers, the upstream simulator and gateways on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.processes import (
+    start_gateway,
+    start_mock_upstream,
+    start_redis,
+    start_redis_cluster,
+)
+
+TEST_SECRET = "test-secret-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis only this test uses (for stopping, freezing and restarting)."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    cluster = start_redis_cluster(3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    mock = start_mock_upstream()
+    yield mock
+    mock.stop()
+
+
+def base_config(upstream_url: str, **overrides) -> dict:
+    """A gateway config for tests: the simulator upstream, a fixed key secret, roomy limits."""
+    config = {
+        "key_secret": TEST_SECRET,
+        "upstream": {"base_url": upstream_url, "timeout": "10s", "connect_timeout": "2s"},
+        "limits": {
+            "tiers": {
+                "default": {"requests": {"limit": 100000, "window": "1m"}},
+                "throttled": {"requests": {"limit": 2, "window": "1m"}},
+            }
+        },
+    }
+    for name, value in overrides.items():
+        config[name] = value
+    return config
+
+
+@pytest.fixture
+def gateway_factory():
+    """Start gateways with a given config; all are stopped at the end of the test."""
+    started = []
+
+    def start(config: dict, **kwargs):
+        gateway = start_gateway(config, **kwargs)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
