@@ -438,6 +438,19 @@ def idle_busy_pct(seconds: float = 1.0) -> float:
     return round(100.0 * (busy1 - busy0) / max(total1 - total0, 1.0), 1)
 
 
+def wait_quiet(threshold: float, max_wait: float) -> tuple[float, float]:
+    """Until the machine is idle below `threshold`% (others' jobs share it), at most `max_wait` s."""
+    started = time.monotonic()
+    busy = idle_busy_pct()
+    while busy >= threshold and time.monotonic() - started < max_wait:
+        busy = idle_busy_pct()
+    waited = round(time.monotonic() - started - 1.0, 1)
+    if busy >= threshold:
+        print(f"# warning: machine {busy:.0f}% busy before this target (other work); measuring anyway",
+              file=sys.stderr)
+    return busy, max(waited, 0.0)
+
+
 def loadgen_prefix(args: argparse.Namespace, nice: int) -> list[str]:
     prefix: list[str] = []
     if args.loadgen_cpus:
@@ -509,16 +522,24 @@ def run_openloop(url: str, args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-def fmt_ms(value: float | None) -> str:
+def fmt_ms(value) -> str:
     if value is None:
         return "–"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    if isinstance(value, str):
+        return value  # "error": that percentile fell on a failed request
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
 def fmt_delta(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value:+.2f}" if abs(value) < 100 else f"{value:+.0f}"
+    return f"{value:+.2f}" if abs(value) < 100 else f"{value:+,.0f}"
+
+
+def delta(a, b) -> float | None:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a - b
+    return None
 
 
 def by_rate(result: dict) -> dict[float, dict]:
@@ -549,8 +570,8 @@ def markdown(report: dict) -> str:
                 cells.append("–")
                 continue
             errors += r["errors"]
-            mark = " ⚠" if r["errors"] else ""
-            cells.append(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}{mark}")
+            mark = f" ({r['errors']} err)" if r["errors"] else ""
+            cells.append(f"{fmt_ms(r['p50_all_ms'])} / {fmt_ms(r['p99_all_ms'])}{mark}")
         lines.append(f"| {name} | {wrk['ok_rps']:,.0f} | {ratio} | " + " | ".join(cells) + f" | {errors} |")
     lines += ["", "Added latency over `direct` at the same rate, p50 / p99 (ms):", ""]
     lines += ["| target | " + " | ".join(f"{r:g} rps" for r in rates) + " |", "|---|" + "---:|" * len(rates)]
@@ -560,19 +581,21 @@ def markdown(report: dict) -> str:
         cells = []
         for rate in rates:
             r, d = by_rate(result).get(rate), direct.get(rate)
-            if not r or not d or r["p50_ms"] is None or d["p50_ms"] is None:
+            if not r or not d:
                 cells.append("–")
             else:
-                cells.append(f"{fmt_delta(r['p50_ms'] - d['p50_ms'])} / {fmt_delta(r['p99_ms'] - d['p99_ms'])}")
+                cells.append(f"{fmt_delta(delta(r['p50_all_ms'], d['p50_all_ms']))} / "
+                             f"{fmt_delta(delta(r['p99_all_ms'], d['p99_all_ms']))}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Load generator and machine CPU (of 2 cores; 100% = one core):", ""]
-    lines += ["| target | wrk CPU | machine busy during wrk | open-loop client CPU | machine busy during open loop |",
-              "|---|---:|---:|---:|---:|"]
+    lines += ["| target | busy before (idle) | wrk CPU | machine busy during wrk | open-loop client CPU "
+              "| machine busy during open loop |",
+              "|---|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
         if result.get("status") != "ok":
             continue
         wrk, ol = result["wrk"], result["openloop"]
-        lines.append(f"| {name} | {wrk['loadgen_cpu_pct']:.0f}% | {wrk['machine_busy_pct']:.0f}% | "
+        lines.append(f"| {name} | {result.get('background_busy_pct', 0):.0f}% | {wrk['loadgen_cpu_pct']:.0f}% | {wrk['machine_busy_pct']:.0f}% | "
                      f"{ol['loadgen_cpu_pct']:.0f}% | {ol['machine_busy_pct']:.0f}% |")
     if skipped:
         lines += ["", "Not measured:", ""] + skipped
@@ -635,6 +658,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--wrk-nice", type=int, default=0, help="nice for wrk (default 0: competes evenly)")
     p.add_argument("--openloop-nice", type=int, default=-5,
                    help="nice for the open-loop client (default -5 when root, so it sends and timestamps on time)")
+    p.add_argument("--quiet-threshold", type=float, default=15.0,
+                   help="before each target, wait until the idle machine is less busy than this %% ...")
+    p.add_argument("--quiet-wait", type=float, default=30.0, help="... for at most this many seconds")
     p.add_argument("--dg-cmd", default=None, help="command that runs distillguard (default: `distillguard` on PATH, "
                                                   "else python -m service.cli from this tree)")
     p.add_argument("--out", default=str(BENCH / "results" / "proxy.json"), help="JSON results file")
@@ -668,6 +694,7 @@ def main(argv=None) -> int:
             "wrk_threads": args.threads, "wrk_connections": args.connections, "keys": args.keys,
             "request_timeout_s": args.request_timeout, "loadgen_cpus": args.loadgen_cpus or "unpinned",
             "wrk_nice": args.wrk_nice, "openloop_nice": args.openloop_nice,
+            "quiet_threshold_pct": args.quiet_threshold, "quiet_wait_s": args.quiet_wait,
             "mix": [json.loads(line) for line in MIX.read_text().splitlines() if line.strip()],
         },
         "environment": environment(ctx),
@@ -694,7 +721,7 @@ def main(argv=None) -> int:
                 entry.update(status="skipped", reason=reason)
                 print(f"# {name}: skipped — {reason}", file=sys.stderr)
                 continue
-            entry["background_busy_pct"] = idle_busy_pct()
+            entry["background_busy_pct"], entry["waited_for_quiet_s"] = wait_quiet(args.quiet_threshold, args.quiet_wait)
             t0 = time.monotonic()
             try:
                 print(f"# {name}: starting ({target.description})", file=sys.stderr)
@@ -707,7 +734,7 @@ def main(argv=None) -> int:
                       f"open loop at {args.rates}", file=sys.stderr)
                 entry["openloop"] = run_openloop(url, args)
                 for r in entry["openloop"]["results"]:
-                    print(f"#   {r['rate']:g} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}",
+                    print(f"#   {r['rate']:g} req/s: p50 {r['p50_all_ms']} ms, p99 {r['p99_all_ms']} ms, errors {r['errors']}",
                           file=sys.stderr)
                 entry["status"] = "ok"
             except TargetUnavailable as exc:
@@ -720,6 +747,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         interrupted = True
         print("# interrupted; stopping children", file=sys.stderr)
+        for entry in report["results"].values():
+            if "status" not in entry:
+                entry.update(status="interrupted", reason="run interrupted (Ctrl-C or SIGTERM)")
     finally:
         children.stop_all()
         if not args.keep_tmp:

@@ -153,29 +153,26 @@ _DIGIT = np.zeros(256, dtype=bool)
 _DIGIT[list(b"0123456789")] = True
 _NUMBER_JOINER = np.zeros(256, dtype=bool)
 _NUMBER_JOINER[list(b".,:/-")] = True
-_SENTENCE_END = np.zeros(256, dtype=bool)
-_SENTENCE_END[list(b".!?:\n\r\t ")] = True
+_MID_SENTENCE = np.ones(256, dtype=bool)
+_MID_SENTENCE[list(b".!?:\n\r\t ")] = False
 _CJK_LEAD = np.zeros(256, dtype=bool)
 _CJK_LEAD[0xE3:0xEE] = True  # U+3000..U+DFFF: CJK punctuation, kana, ideographs, hangul
 
 # Token hashes: a polynomial hash of the bytes mod 2**64 by prefix sums (one subtraction
-# and one multiplication per token), then a splitmix64 finaliser. Stable across processes
-# and machines, unlike str.__hash__.
+# and one multiplication per token), then a multiply-xorshift finaliser. Stable across
+# processes and machines, unlike str.__hash__.
 _BASE = 0x100000001B3
 _POWERS = np.ones(_MAX_BYTES, dtype=np.uint64)
 _POWERS[1:] = np.cumprod(np.full(_MAX_BYTES - 1, _BASE, dtype=np.uint64), dtype=np.uint64)
-_INVERSES = np.ones(_MAX_BYTES, dtype=np.uint64)
-_INVERSES[1:] = np.cumprod(np.full(_MAX_BYTES - 1, pow(_BASE, -1, 2**64), dtype=np.uint64), dtype=np.uint64)
+_INVERSES = np.cumprod(np.full(_MAX_BYTES, pow(_BASE, -1, 2**64), dtype=np.uint64), dtype=np.uint64)
 _BIGRAM = np.uint64(0x9E3779B97F4A7C15)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+_S29, _S32 = np.uint64(29), np.uint64(32)
+_ONES = np.ones(2 * _MAX_BYTES, dtype=np.float32)
 
 
 def _polynomial(data: bytes) -> int:
-    value = 0
-    for i, byte in enumerate(data):
-        value = (value + byte * pow(_BASE, i, 2**64)) % 2**64
-    return value
+    return sum(byte * pow(_BASE, i, 2**64) for i, byte in enumerate(data)) % 2**64
 
 
 _NUM = np.uint64(_polynomial(b"<num>"))
@@ -183,53 +180,64 @@ _NAME = np.uint64(_polynomial(b"<name>"))
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
-    z = z ^ (z >> _S30)
+    z = z ^ (z >> _S32)
     z *= _MIX1
-    z ^= z >> _S27
+    z ^= z >> _S29
     z *= _MIX2
-    z ^= z >> _S31
+    z ^= z >> _S32
     return z
 
 
-def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-    """Lowercased bytes, token starts and ends, and token hashes with numbers and names masked.
+def _encode(text: str) -> bytes:
+    """UTF-8 between two spaces, so every token has a separator on both sides."""
+    data = text.encode("utf-8", "surrogatepass")
+    return b" " + data[: _MAX_BYTES - 2] + b" "
 
-    A name is a token lowercasing changes in its first two bytes (`Paris`, `Öl`, `Москва`,
-    `iPhone`) that follows a space not preceded by a sentence end; a number is any token
-    that starts or ends with a digit (`42`, `3rd`, `q3`, `1,250.5`).
-    """
-    text = mask_spans(window)
-    original = text.encode("utf-8", "surrogatepass")[:_MAX_BYTES]
-    lowered = text.lower().encode("utf-8", "surrogatepass")[:_MAX_BYTES]
-    raw = np.frombuffer(original, dtype=np.uint8)
-    buf = np.frombuffer(lowered, dtype=np.uint8)
+
+def _token_edges(buf: np.ndarray, ascii_only: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(digit flag per byte, the byte before each token, each token's last byte)."""
     word = _WORD[buf]
     digit = _DIGIT[buf]
     word[1:-1] |= _NUMBER_JOINER[buf[1:-1]] & digit[:-2] & digit[2:]
+    if ascii_only:
+        edges = np.flatnonzero(word[1:] != word[:-1])
+        return digit, edges[0::2], edges[1::2]
+    lead = _CJK_LEAD[buf]
+    cjk = lead | np.concatenate(([False], lead[:-1])) | np.concatenate(([False, False], lead[:-2]))
     start = word.copy()
-    start[1:] &= ~word[:-1]
-    if not original.isascii():
-        lead = _CJK_LEAD[buf]
-        cjk = lead.copy()
-        cjk[1:] |= lead[:-1]
-        cjk[2:] |= lead[:-2]
-        start |= lead
-        start[1:] |= word[1:] & cjk[:-1] & ~cjk[1:]
+    start[1:] &= ~word[:-1] | lead[1:] | (cjk[:-1] & ~cjk[1:])
     end = word.copy()
     end[:-1] &= start[1:] | ~word[1:]
-    starts = np.flatnonzero(start)
-    ends = np.flatnonzero(end) + 1
-    prefix = np.zeros(len(buf) + 1, dtype=np.uint64)
-    np.cumsum(buf * _POWERS[: len(buf)], out=prefix[1:])
-    hashes = (prefix[ends] - prefix[starts]) * _INVERSES[starts]
-    hashes[digit[starts] | digit[ends - 1]] = _NUM
-    if len(original) == len(lowered) and len(starts) > 1:
-        after = starts[1:]
-        second = np.minimum(after + 1, len(raw) - 1)
-        capital = (raw[after] != buf[after]) | (raw[second] != buf[second])
-        name = capital & (raw[after - 1] == 0x20) & ~_SENTENCE_END[raw[np.maximum(after - 2, 0)]]
-        hashes[1:][name] = _NAME
-    return lowered, starts, ends, hashes
+    return digit, np.flatnonzero(start) - 1, np.flatnonzero(end)
+
+
+def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    """Lowercased bytes, each token's first and last byte, and the token hashes with numbers
+    and names masked.
+
+    A name is a token lowercasing changes in its first two bytes (`Paris`, `Öl`, `Москва`,
+    `iPhone`) after a space that follows no sentence end; a number is any token starting
+    or ending with a digit (`42`, `3rd`, `q3`, `1,250.5`).
+    """
+    text = mask_spans(window)
+    lowered_text = text.lower()
+    lowered = _encode(lowered_text)
+    buf = np.frombuffer(lowered, dtype=np.uint8)
+    ascii_only = lowered.isascii()
+    digit, before, last = _token_edges(buf, ascii_only)
+    prefix = np.cumsum(buf * _POWERS[: len(buf)])
+    hashes = (prefix[last] - prefix[before]) * _INVERSES[before]
+    hashes[digit[1:][before] | digit[last]] = _NUM
+    if lowered_text != text:
+        original = _encode(text)
+        if len(original) == len(lowered):
+            raw = np.frombuffer(original, dtype=np.uint8)
+            capital = raw[1:][before] != buf[1:][before]
+            if not ascii_only:
+                capital |= raw[2:][before] != buf[2:][before]
+            name = capital & (raw[before] == 0x20) & _MID_SENTENCE[raw[before - 1]]
+            hashes[name] = _NAME
+    return lowered, before + 1, last + 1, hashes
 
 
 def template_fingerprint(window: str) -> tuple[int, int]:
@@ -241,11 +249,11 @@ def template_fingerprint(window: str) -> tuple[int, int]:
     if len(hashes) == 0:
         return 0, 0
     head = zlib.crc32(hashes[:4].astype("<u8").tobytes())
-    shingles = _mix(np.concatenate((hashes, hashes[:-1] * _BIGRAM + hashes[1:])))
+    mixed = _mix(hashes)
+    shingles = np.concatenate((mixed, (mixed[:-1] * _BIGRAM) ^ mixed[1:]))
     octets = shingles.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
-    bits = np.unpackbits(octets, axis=1, bitorder="little").astype(np.float32)
-    votes = np.ones(len(shingles), dtype=np.float32) @ bits
-    majority = votes * 2 > len(shingles)
+    votes = _ONES[: len(shingles)] @ np.unpackbits(octets, axis=1, bitorder="little").astype(np.float32)
+    majority = votes > len(shingles) / 2
     return int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little"), head
 
 

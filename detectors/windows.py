@@ -1,0 +1,234 @@
+"""Per-key rolling windows: the last `size` requests and the last day, kept incrementally.
+
+Every event costs the same small, fixed work: running sums and counters gain the new
+request and lose the one leaving the window; nothing re-scans a key's history. Memory per
+key is bounded by `size` compact records plus a few fixed arrays (see `docs/detection.md`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from .features import RequestFeatures
+
+WINDOW_SIZE = 200
+BANDS = 4  # SimHash split into 4 bands of 16 bits: Hamming distance <= 3 shares a band.
+
+# The window features, in the order every model and report uses. What each one catches
+# is documented in docs/detection.md.
+FEATURE_NAMES: tuple[str, ...] = (
+    "requests_last_hour",
+    "interarrival_cv",
+    "hours_active_24",
+    "near_duplicate_share",
+    "template_diversity",
+    "unique_prompt_share",
+    "prompt_tokens_log_mean",
+    "prompt_length_cv",
+    "completion_tokens_log_mean",
+    "completion_to_prompt_ratio",
+    "max_tokens_log_mean",
+    "reasoning_share",
+    "logprobs_share",
+    "top_logprobs_mean",
+    "multi_choice_share",
+    "single_turn_share",
+    "system_prompt_share",
+    "sampling_spread",
+    "ip_prefixes",
+    "user_agents",
+    "error_rate",
+    "rate_limited_share",
+)
+
+
+@dataclass(slots=True)
+class _Slot:
+    """What the window remembers of one request, to undo it when it leaves."""
+
+    ts: float
+    bands: tuple[int, ...]
+    near_duplicate: bool
+    template_head: int
+    user_hash: str
+    prompt_tokens: int
+    completion_tokens: int
+    max_tokens: int
+    reasoning: bool
+    logprobs: bool
+    top_logprobs: int
+    multi_choice: bool
+    single_turn: bool
+    has_system: bool
+    sampling: tuple
+    ip_prefix: str
+    user_agent: str
+    error: bool
+    rate_limited: bool
+
+
+def _bump(counter: Counter, item, sign: int) -> None:
+    """Count up or down, deleting at zero so `len(counter)` stays the distinct count."""
+    value = counter[item] + sign
+    if value:
+        counter[item] = value
+    else:
+        del counter[item]
+
+
+def _bands(fingerprint: int) -> tuple[int, ...]:
+    return tuple((band << 16) | ((fingerprint >> (16 * band)) & 0xFFFF) for band in range(BANDS))
+
+
+class KeyWindow:
+    """One API key's recent behaviour; `update` per request, `features` when scoring."""
+
+    def __init__(self, size: int = WINDOW_SIZE) -> None:
+        self.size = size
+        self.slots: deque[_Slot] = deque()
+        self.requests_seen = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self._band_counts: Counter = Counter()
+        self._heads: Counter = Counter()
+        self._prompts: Counter = Counter()
+        self._sampling: Counter = Counter()
+        self._ips: Counter = Counter()
+        self._agents: Counter = Counter()
+        self._sums = Counter()
+        self._iat_sum = 0.0
+        self._iat_sq = 0.0
+        self._iat_n = 0
+        self._minute_counts = [0] * 60
+        self._minute_stamp = [-1] * 60
+        self._hour_stamp = [-1] * 24
+
+    def update(self, event: RequestFeatures) -> None:
+        """Add one finished request; drop the oldest if the window is full."""
+        if self.last_ts is not None and self.slots:
+            gap = max(event.ts - self.last_ts, 0.0)
+            self._iat_sum += gap
+            self._iat_sq += gap * gap
+            self._iat_n += 1
+        bands = _bands(event.template_fp)
+        near_duplicate = any(band in self._band_counts for band in bands)
+        slot = _Slot(
+            ts=event.ts,
+            bands=bands,
+            near_duplicate=near_duplicate,
+            template_head=event.template_head,
+            user_hash=event.user_hash,
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            max_tokens=event.max_tokens,
+            reasoning=event.reasoning_marker,
+            logprobs=event.logprobs,
+            top_logprobs=event.top_logprobs,
+            multi_choice=event.n > 1,
+            single_turn=event.message_count <= 1 or (event.message_count == 2 and bool(event.system_hash)),
+            has_system=bool(event.system_hash),
+            sampling=(event.model, round(event.temperature, 2), round(event.top_p, 2), event.max_tokens),
+            ip_prefix=event.ip_prefix,
+            user_agent=event.ua_hash,
+            error=event.status >= 400 and event.status != 429,
+            rate_limited=event.status == 429,
+        )
+        self._add(slot, +1)
+        self.slots.append(slot)
+        if len(self.slots) > self.size:
+            old = self.slots.popleft()
+            self._add(old, -1)
+            if len(self.slots) > 1:
+                gap = max(self.slots[0].ts - old.ts, 0.0)
+                self._iat_sum -= gap
+                self._iat_sq -= gap * gap
+                self._iat_n -= 1
+        self._count_time(event.ts)
+        self.requests_seen += 1
+        self.first_ts = event.ts if self.first_ts is None else self.first_ts
+        self.last_ts = event.ts
+
+    def _add(self, slot: _Slot, sign: int) -> None:
+        for band in slot.bands:
+            _bump(self._band_counts, band, sign)
+        _bump(self._heads, slot.template_head, sign)
+        _bump(self._prompts, slot.user_hash, sign)
+        _bump(self._sampling, slot.sampling, sign)
+        _bump(self._ips, slot.ip_prefix, sign)
+        _bump(self._agents, slot.user_agent, sign)
+        sums = self._sums
+        sums["near_duplicate"] += sign * slot.near_duplicate
+        sums["prompt_tokens"] += sign * slot.prompt_tokens
+        sums["prompt_tokens_sq"] += sign * slot.prompt_tokens * slot.prompt_tokens
+        sums["log_prompt"] += sign * math.log1p(slot.prompt_tokens)
+        sums["log_completion"] += sign * math.log1p(slot.completion_tokens)
+        sums["completion_tokens"] += sign * slot.completion_tokens
+        sums["log_max_tokens"] += sign * math.log1p(slot.max_tokens)
+        sums["reasoning"] += sign * slot.reasoning
+        sums["logprobs"] += sign * slot.logprobs
+        sums["top_logprobs"] += sign * slot.top_logprobs
+        sums["multi_choice"] += sign * slot.multi_choice
+        sums["single_turn"] += sign * slot.single_turn
+        sums["has_system"] += sign * slot.has_system
+        sums["error"] += sign * slot.error
+        sums["rate_limited"] += sign * slot.rate_limited
+
+    def _count_time(self, ts: float) -> None:
+        minute = int(ts // 60)
+        index = minute % 60
+        if self._minute_stamp[index] != minute:
+            self._minute_stamp[index] = minute
+            self._minute_counts[index] = 0
+        self._minute_counts[index] += 1
+        hour = int(ts // 3600)
+        self._hour_stamp[hour % 24] = hour
+
+    def features(self) -> list[float]:
+        """The window features in `FEATURE_NAMES` order."""
+        n = len(self.slots)
+        if n == 0:
+            return [0.0] * len(FEATURE_NAMES)
+        sums = self._sums
+        now_minute = int(self.last_ts // 60)
+        last_hour = sum(
+            count for count, stamp in zip(self._minute_counts, self._minute_stamp) if now_minute - stamp < 60
+        )
+        now_hour = int(self.last_ts // 3600)
+        hours_active = sum(1 for stamp in self._hour_stamp if stamp >= 0 and now_hour - stamp < 24)
+        if self._iat_n >= 2:
+            mean_gap = self._iat_sum / self._iat_n
+            var_gap = max(self._iat_sq / self._iat_n - mean_gap * mean_gap, 0.0)
+            iat_cv = math.sqrt(var_gap) / mean_gap if mean_gap > 0 else 0.0
+        else:
+            iat_cv = 1.0
+        mean_prompt = sums["prompt_tokens"] / n
+        var_prompt = max(sums["prompt_tokens_sq"] / n - mean_prompt * mean_prompt, 0.0)
+        return [
+            float(last_hour),
+            iat_cv,
+            float(hours_active),
+            sums["near_duplicate"] / n,
+            len(self._heads) / n,
+            len(self._prompts) / n,
+            sums["log_prompt"] / n,
+            math.sqrt(var_prompt) / mean_prompt if mean_prompt > 0 else 0.0,
+            sums["log_completion"] / n,
+            sums["completion_tokens"] / max(sums["prompt_tokens"], 1),
+            sums["log_max_tokens"] / n,
+            sums["reasoning"] / n,
+            sums["logprobs"] / n,
+            sums["top_logprobs"] / n,
+            sums["multi_choice"] / n,
+            sums["single_turn"] / n,
+            sums["has_system"] / n,
+            len(self._sampling) / n,
+            float(len(self._ips)),
+            float(len(self._agents)),
+            sums["error"] / n,
+            sums["rate_limited"] / n,
+        ]
+
+    def feature_map(self) -> dict[str, float]:
+        return dict(zip(FEATURE_NAMES, self.features()))
