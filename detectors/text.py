@@ -25,7 +25,7 @@ _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _URL = re.compile(r"://[^\s<>\"'`]+")
 _WWW = re.compile(r"www\.[^\s<>\"'`]+")
 _EMAIL_DOMAIN = re.compile(r"@[\w-]+(?:\.[\w-]+)+")
-_EMAIL_LOCAL = re.compile(r"[\w.+-]+\Z")
+_EMAIL_LOCAL = re.compile(r"[\w.+-]+")  # matched on the reversed text before the @
 _QUOTES = (
     ('"', re.compile(r"\"[^\"]*\"")),
     ("'", re.compile(r"'(?<!\w')[^'\n]*'(?!\w)")),
@@ -118,9 +118,10 @@ _PLACEHOLDER = {kind: f"\x1f<{kind}>\x1f" for kind in ("code", "url", "email", "
 def _mask_emails(text: str) -> str:
     pieces, last = [], 0
     for domain in _EMAIL_DOMAIN.finditer(text):
-        local = _EMAIL_LOCAL.search(text, max(last, domain.start() - 64), domain.start())
+        at = domain.start()
+        local = _EMAIL_LOCAL.match(text[max(last, at - 64) : at][::-1])
         if local is not None:
-            pieces += (text[last : local.start()], _PLACEHOLDER["email"])
+            pieces += (text[last : at - local.end()], _PLACEHOLDER["email"])
             last = domain.end()
     return "".join(pieces) + text[last:] if pieces else text
 
@@ -149,95 +150,119 @@ _MAX_BYTES = (HEAD_CHARS + TAIL_CHARS + 1) * 4 + 64
 _WORD = np.zeros(256, dtype=bool)
 _WORD[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_<>")] = True
 _WORD[0x80:] = True
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[list(b"0123456789")] = True
-_NUMBER_JOINER = np.zeros(256, dtype=bool)
-_NUMBER_JOINER[list(b".,:/-")] = True
-_MID_SENTENCE = np.ones(256, dtype=bool)
-_MID_SENTENCE[list(b".!?:\n\r\t ")] = False
 _CJK_LEAD = np.zeros(256, dtype=bool)
 _CJK_LEAD[0xE3:0xEE] = True  # U+3000..U+DFFF: CJK punctuation, kana, ideographs, hangul
+_JOINED_NUMBER = re.compile(rb"[0-9][.,:/-](?=[0-9])")
 
-# Token hashes: a polynomial hash of the bytes mod 2**64 by prefix sums (one subtraction
-# and one multiplication per token), then a multiply-xorshift finaliser. Stable across
-# processes and machines, unlike str.__hash__.
+# What a byte tells about the token it starts, ends or precedes, one bit each; a token's
+# four context bytes (two before it, its first two) are read as one little-endian uint32.
+_SPACE, _BREAK, _UPPER, _DIGIT = 1, 2, 4, 8
+_CONTEXT = bytearray(256)
+_CONTEXT[0x20] = _SPACE
+for _byte in b".!?:\n\r\t":
+    _CONTEXT[_byte] = _BREAK
+for _byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _CONTEXT[_byte] = _UPPER
+for _byte in b"0123456789":
+    _CONTEXT[_byte] = _DIGIT
+_CONTEXT = bytes(_CONTEXT)
+_AFTER_MID_SENTENCE_SPACE = np.uint32((_SPACE | _BREAK) | (_SPACE | _BREAK) << 8)
+_MID_SENTENCE_SPACE = np.uint32(_SPACE << 8)
+_THIRD_UPPER = np.uint32(_UPPER << 16)
+_THIRD_DIGIT = np.uint32(_DIGIT << 16)
+
+# Token hashes: a polynomial hash of the bytes mod 2**64 by prefix sums, so each token costs
+# one subtraction and one multiplication. Stable across processes and machines, unlike
+# str.__hash__.
 _BASE = 0x100000001B3
 _POWERS = np.ones(_MAX_BYTES, dtype=np.uint64)
 _POWERS[1:] = np.cumprod(np.full(_MAX_BYTES - 1, _BASE, dtype=np.uint64), dtype=np.uint64)
 _INVERSES = np.cumprod(np.full(_MAX_BYTES, pow(_BASE, -1, 2**64), dtype=np.uint64), dtype=np.uint64)
+_NUM = np.uint64(sum(byte * _BASE**i for i, byte in enumerate(b"<num>")) % 2**64)
+_NAME = np.uint64(sum(byte * _BASE**i for i, byte in enumerate(b"<name>")) % 2**64)
 _BIGRAM = np.uint64(0x9E3779B97F4A7C15)
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_S29, _S32 = np.uint64(29), np.uint64(32)
+
+# SimHash hyperplanes: each shingle hash picks (multiplicatively, by its top bits) one of
+# 2**16 fixed rows of 64 random bits; a fingerprint bit is set when most shingles' rows
+# have it set. One gather and one matrix-vector product instead of per-bit work.
+_ROW_BITS = 16
+_ROW_PICK = np.uint64(0xD6E8FEB86659FD93)
+_ROW_SHIFT = np.uint64(64 - _ROW_BITS)
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    z = values + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_HYPERPLANES = np.unpackbits(
+    _splitmix64(np.arange(2**_ROW_BITS, dtype=np.uint64)).astype("<u8").view(np.uint8).reshape(-1, 8),
+    axis=1,
+    bitorder="little",
+).astype(np.float32)
 _ONES = np.ones(2 * _MAX_BYTES, dtype=np.float32)
 
 
-def _polynomial(data: bytes) -> int:
-    return sum(byte * pow(_BASE, i, 2**64) for i, byte in enumerate(data)) % 2**64
-
-
-_NUM = np.uint64(_polynomial(b"<num>"))
-_NAME = np.uint64(_polynomial(b"<name>"))
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    z = z ^ (z >> _S32)
-    z *= _MIX1
-    z ^= z >> _S29
-    z *= _MIX2
-    z ^= z >> _S32
-    return z
-
-
 def _encode(text: str) -> bytes:
-    """UTF-8 between two spaces, so every token has a separator on both sides."""
-    data = text.encode("utf-8", "surrogatepass")
-    return b" " + data[: _MAX_BYTES - 2] + b" "
+    """UTF-8 after two spaces and before one, so every token has context bytes around it."""
+    return b"  " + text.encode("utf-8", "surrogatepass")[: _MAX_BYTES - 3] + b" "
 
 
-def _token_edges(buf: np.ndarray, ascii_only: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(digit flag per byte, the byte before each token, each token's last byte)."""
-    word = _WORD[buf]
-    digit = _DIGIT[buf]
-    word[1:-1] |= _NUMBER_JOINER[buf[1:-1]] & digit[:-2] & digit[2:]
-    if ascii_only:
+def _token_edges(data: bytes, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The byte before each token and each token's last byte."""
+    word = _WORD.take(buf)
+    for joiner in _JOINED_NUMBER.finditer(data):
+        word[joiner.start() + 1] = True
+    if data.isascii():
         edges = np.flatnonzero(word[1:] != word[:-1])
-        return digit, edges[0::2], edges[1::2]
-    lead = _CJK_LEAD[buf]
-    cjk = lead | np.concatenate(([False], lead[:-1])) | np.concatenate(([False, False], lead[:-2]))
+        return edges[0::2], edges[1::2]
+    lead = _CJK_LEAD.take(buf)
+    cjk = lead.copy()
+    cjk[1:] |= lead[:-1]
+    cjk[2:] |= lead[:-2]
     start = word.copy()
     start[1:] &= ~word[:-1] | lead[1:] | (cjk[:-1] & ~cjk[1:])
     end = word.copy()
     end[:-1] &= start[1:] | ~word[1:]
-    return digit, np.flatnonzero(start) - 1, np.flatnonzero(end)
+    return np.flatnonzero(start) - 1, np.flatnonzero(end)
+
+
+def _context(data: bytes, offsets: np.ndarray) -> np.ndarray:
+    """The context bits of the four bytes from each offset, as one uint32 per offset."""
+    bits = data.translate(_CONTEXT)
+    return np.ndarray((len(bits) - 3,), dtype="<u4", buffer=bits, strides=(1,)).take(offsets)
 
 
 def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-    """Lowercased bytes, each token's first and last byte, and the token hashes with numbers
+    """Lowercased bytes, each token's first byte and end, and the token hashes with numbers
     and names masked.
 
-    A name is a token lowercasing changes in its first two bytes (`Paris`, `Öl`, `Москва`,
-    `iPhone`) after a space that follows no sentence end; a number is any token starting
-    or ending with a digit (`42`, `3rd`, `q3`, `1,250.5`).
+    A name is a capitalised token (`Paris`, `Öl`, `Москва`, `iPhone`) after a space that
+    follows no sentence end; a number is any token starting or ending with a digit (`42`,
+    `3rd`, `q3`, `1,250.5`).
     """
     text = mask_spans(window)
     lowered_text = text.lower()
     lowered = _encode(lowered_text)
     buf = np.frombuffer(lowered, dtype=np.uint8)
-    ascii_only = lowered.isascii()
-    digit, before, last = _token_edges(buf, ascii_only)
+    before, last = _token_edges(lowered, buf)
+    first = before + 1
     prefix = np.cumsum(buf * _POWERS[: len(buf)])
-    hashes = (prefix[last] - prefix[before]) * _INVERSES[before]
-    hashes[digit[1:][before] | digit[last]] = _NUM
-    if lowered_text != text:
-        original = _encode(text)
-        if len(original) == len(lowered):
-            raw = np.frombuffer(original, dtype=np.uint8)
-            capital = raw[1:][before] != buf[1:][before]
-            if not ascii_only:
-                capital |= raw[2:][before] != buf[2:][before]
-            name = capital & (raw[before] == 0x20) & _MID_SENTENCE[raw[before - 1]]
-            hashes[name] = _NAME
-    return lowered, before + 1, last + 1, hashes
+    hashes = (prefix.take(last) - prefix.take(before)) * _INVERSES.take(before)
+    original = _encode(text) if lowered_text != text else lowered
+    if len(original) != len(lowered):
+        original = lowered
+    leading = _context(original, before - 1)
+    if original.isascii():
+        hashes[leading & (_AFTER_MID_SENTENCE_SPACE | _THIRD_UPPER) == _MID_SENTENCE_SPACE | _THIRD_UPPER] = _NAME
+    elif original is not lowered:
+        raw = np.frombuffer(original, dtype=np.uint8)
+        capital = (raw.take(first) != buf.take(first)) | (raw.take(first + 1) != buf.take(first + 1))
+        hashes[capital & (leading & _AFTER_MID_SENTENCE_SPACE == _MID_SENTENCE_SPACE)] = _NAME
+    hashes[(leading | _context(lowered, last - 2)) & _THIRD_DIGIT != 0] = _NUM
+    return lowered, first, last + 1, hashes
 
 
 def template_fingerprint(window: str) -> tuple[int, int]:
@@ -249,10 +274,9 @@ def template_fingerprint(window: str) -> tuple[int, int]:
     if len(hashes) == 0:
         return 0, 0
     head = zlib.crc32(hashes[:4].astype("<u8").tobytes())
-    mixed = _mix(hashes)
-    shingles = np.concatenate((mixed, (mixed[:-1] * _BIGRAM) ^ mixed[1:]))
-    octets = shingles.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
-    votes = _ONES[: len(shingles)] @ np.unpackbits(octets, axis=1, bitorder="little").astype(np.float32)
+    shingles = np.concatenate((hashes, (hashes[:-1] * _BIGRAM) ^ hashes[1:]))
+    rows = ((shingles * _ROW_PICK) >> _ROW_SHIFT).view(np.int64)
+    votes = _ONES[: len(shingles)] @ _HYPERPLANES.take(rows, axis=0)
     majority = votes > len(shingles) / 2
     return int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little"), head
 

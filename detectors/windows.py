@@ -230,5 +230,48 @@ class KeyWindow:
             sums["rate_limited"] / n,
         ]
 
+    def to_dict(self) -> dict:
+        """Plain data for a checkpoint; `from_dict` rebuilds the running sums from it."""
+        return {
+            "size": self.size,
+            "slots": [
+                [slot.ts, list(slot.bands), slot.near_duplicate, slot.template_head, slot.user_hash,
+                 slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
+                 slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
+                 slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited]
+                for slot in self.slots
+            ],
+            "requests_seen": self.requests_seen,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "minute_counts": self._minute_counts,
+            "minute_stamp": self._minute_stamp,
+            "hour_stamp": self._hour_stamp,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "KeyWindow":
+        window = cls(data["size"])
+        previous = None
+        for values in data["slots"]:
+            values[1] = tuple(values[1])
+            values[14] = tuple(values[14])
+            slot = _Slot(*values)
+            window._add(slot, +1)
+            window.slots.append(slot)
+            if previous is not None:
+                gap = max(slot.ts - previous.ts, 0.0)
+                window._iat_sum += gap
+                window._iat_sq += gap * gap
+                window._iat_n += 1
+            previous = slot
+        window.requests_seen = data["requests_seen"]
+        window.first_ts = data["first_ts"]
+        window.last_ts = data["last_ts"]
+        window._minute_counts = list(data["minute_counts"])
+        window._minute_stamp = list(data["minute_stamp"])
+        window._hour_stamp = list(data["hour_stamp"])
+        return window
+
     def feature_map(self) -> dict[str, float]:
         return dict(zip(FEATURE_NAMES, self.features()))

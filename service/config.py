@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
+
 ENV_PREFIX = "DISTILLGUARD_"
 CONFIG_PATH_ENV = "DISTILLGUARD_CONFIG"
 
@@ -145,6 +147,41 @@ class UpstreamConfig(_Strict):
         return url.rstrip("/")
 
 
+class LadderSettings(_Strict):
+    """How detector verdicts become actions (see detectors/ladder.py)."""
+
+    throttle_after: int = Field(default=3, ge=0)
+    block_after: int = Field(default=0, ge=0)
+    release_after: int = Field(default=10, ge=1)
+    clear_below: float = Field(default=0.3, ge=0, le=1)
+    action_ttl: float = 86400.0
+    throttle_tier: str = "throttled"
+    shadow: bool = False
+    allowlist: list[str] = Field(default_factory=list)
+
+    _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class DetectionConfig(_Strict):
+    enabled: bool = True
+    streams: int = Field(default=8, ge=1, le=1024)
+    stream_maxlen: int = Field(default=200_000, ge=1000)
+    model_path: str | None = None
+    iforest_min_requests: int = Field(default=20, ge=1)
+    rules: dict[str, dict] = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    flags_kept: int = Field(default=100_000, ge=100)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_parse(cls, rules: dict[str, dict]) -> dict[str, dict]:
+        try:
+            parse_rules(rules)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        return rules
+
+
 class Settings(BaseSettings):
     """Every setting of the gateway and its commands."""
 
@@ -165,6 +202,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
 
     _parse_redis_timeout = field_validator("redis_timeout", mode="before")(
         lambda cls, v: parse_duration(v)
@@ -178,6 +216,13 @@ class Settings(BaseSettings):
         if not re.match(r"^(redis|rediss|unix)://", url):
             raise ValueError("must start with redis://, rediss:// or unix:// (a Redis Cluster is detected)")
         return url
+
+    @model_validator(mode="after")
+    def _throttle_tier_exists(self) -> "Settings":
+        tier = self.detection.ladder.throttle_tier
+        if tier not in self.limits.tiers:
+            raise ValueError(f"detection.ladder.throttle_tier {tier!r} is not one of tiers {sorted(self.limits.tiers)}")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -18,7 +18,7 @@ def cluster_config(upstream) -> dict:
     # A cold start opens a connection per concurrent call on each master; give it room.
     config = base_config(upstream.base_url, redis_timeout="2s")
     config["limits"] = {
-        "tiers": {"default": {"requests": {"limit": 20, "window": "1m"}, "tokens": {"limit": 100000, "window": "1m"},
+        "tiers": {"throttled": {"concurrency": 1}, "default": {"requests": {"limit": 20, "window": "1m"}, "tokens": {"limit": 100000, "window": "1m"},
                               "concurrency": 50}},
         "per_ip": {"limit": 1000, "window": "1m"},
     }

@@ -28,7 +28,7 @@ def key_id(raw: str) -> str:
 
 def tier_config(upstream, **tiers) -> dict:
     config = base_config(upstream.base_url)
-    config["limits"] = {"tiers": {"default": {}, **tiers}, "lease_seconds": "2s"}
+    config["limits"] = {"tiers": {"default": {}, "throttled": {"concurrency": 1}, **tiers}, "lease_seconds": "2s"}
     config["limits"]["tiers"]["default"] = tiers.pop("default", {})
     return config
 

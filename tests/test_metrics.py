@@ -17,7 +17,7 @@ def value(text: str, series: str) -> float:
 
 def test_metrics_count_a_known_sequence_across_two_workers(gateway_factory, upstream, redis_server):
     config = base_config(upstream.base_url)
-    config["limits"] = {"tiers": {"default": {"requests": {"limit": 5, "window": "1m"}}}}
+    config["limits"] = {"tiers": {"default": {"requests": {"limit": 5, "window": "1m"}}, "throttled": {}}}
     gateway = gateway_factory(config, workers=2, redis_url=redis_server.url)
     wait_for_workers(gateway, 2)
     usage_total = {"prompt": 0, "completion": 0}

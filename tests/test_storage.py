@@ -15,7 +15,7 @@ from tests.test_limits import burst, statuses
 
 def limited_config(upstream, limit: int) -> dict:
     config = base_config(upstream.base_url)
-    config["limits"] = {"tiers": {"default": {"requests": {"limit": limit, "window": "1m"}}}}
+    config["limits"] = {"tiers": {"default": {"requests": {"limit": limit, "window": "1m"}}, "throttled": {}}}
     return config
 
 

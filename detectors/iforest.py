@@ -1,0 +1,199 @@
+"""Isolation forest over benign window features: "scripted mass-query" behaviour that
+honest keys do not show. Train, calibrate, score and explain, with one meaning everywhere.
+
+Calibration picks the threshold that flags `target_fpr` of held-out benign keys. A score
+over it flags only when the explanation shows a content feature outside its benign range
+in the harvesting direction: an honest key that is merely unusual in volume or timing is
+not a harvester, and precision comes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from .base import Reason, Verdict
+from .windows import FEATURE_NAMES
+
+MODEL_VERSION = 1
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+# +1: high values point to harvesting, -1: low values do, 0: neither.
+FEATURE_DIRECTIONS: dict[str, int] = {
+    "requests_last_hour": +1, "interarrival_cv": -1, "hours_active_24": +1,
+    "near_duplicate_share": +1, "template_diversity": +1, "unique_prompt_share": +1,
+    "prompt_tokens_log_mean": -1, "prompt_length_cv": 0, "completion_tokens_log_mean": +1,
+    "completion_to_prompt_ratio": +1, "max_tokens_log_mean": +1, "reasoning_share": +1,
+    "logprobs_share": +1, "top_logprobs_mean": +1, "multi_choice_share": +1,
+    "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0,
+    "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
+}
+# Volume and timing alone never justify a flag: honest automation shares them.
+CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
+    "requests_last_hour", "interarrival_cv", "hours_active_24", "rate_limited_share", "error_rate",
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that must not be loaded: unexpected types or a mismatched card."""
+
+
+@dataclass
+class ForestModel:
+    forest: IsolationForest
+    threshold: float
+    low: np.ndarray
+    high: np.ndarray
+    median: np.ndarray
+    card: dict
+
+    @classmethod
+    def fit(
+        cls,
+        benign: np.ndarray,
+        *,
+        target_fpr: float = 0.001,
+        holdout_fraction: float = 0.3,
+        seed: int = 0,
+        n_estimators: int = 200,
+        extra_card: dict | None = None,
+    ) -> "ForestModel":
+        """Fit on part of the benign windows, calibrate the threshold on the rest."""
+        benign = np.asarray(benign, dtype=np.float64)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(benign))
+        cut = int(len(benign) * (1 - holdout_fraction))
+        train, holdout = benign[order[:cut]], benign[order[cut:]]
+        forest = IsolationForest(n_estimators=n_estimators, max_samples=min(256, len(train)), random_state=seed)
+        forest.fit(train)
+        holdout_raw = -forest.score_samples(holdout)
+        threshold = float(np.quantile(holdout_raw, 1 - target_fpr, method="higher")) + 1e-9
+        low, high = np.quantile(benign, 0.01, axis=0), np.quantile(benign, 0.99, axis=0)
+        card = {
+            "version": MODEL_VERSION,
+            "feature_names": list(FEATURE_NAMES),
+            "threshold": threshold,
+            "target_fpr": target_fpr,
+            "training_rows": int(len(train)),
+            "holdout_rows": int(len(holdout)),
+            "training_data_sha256": hashlib.sha256(np.ascontiguousarray(benign).tobytes()).hexdigest(),
+            "validation": {"holdout_fpr_at_threshold": float(np.mean(holdout_raw >= threshold))},
+            "benign_low": low.tolist(),
+            "benign_high": high.tolist(),
+            "benign_median": np.median(benign, axis=0).tolist(),
+            "seed": seed,
+            "n_estimators": n_estimators,
+            **(extra_card or {}),
+        }
+        return cls(forest, threshold, low, high, np.median(benign, axis=0), card)
+
+    def raw_scores(self, windows: np.ndarray) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous (sklearn's score_samples, negated)."""
+        return -self.forest.score_samples(np.asarray(windows, dtype=np.float64))
+
+    def normalise(self, raw: np.ndarray | float) -> np.ndarray | float:
+        """Maps raw scores to [0, 1] with the threshold at 0.5."""
+        return 1.0 / (1.0 + np.exp(-(np.asarray(raw) - self.threshold) / 0.02))
+
+    def explain(self, window: Sequence[float], top: int = 3) -> tuple[Reason, ...]:
+        """The features that pushed this window's score most: how much the score drops when
+        each one alone is set to its benign median."""
+        x = np.asarray(window, dtype=np.float64)
+        probes = np.repeat(x[None, :], len(x) + 1, axis=0)
+        probes[np.arange(1, len(x) + 1), np.arange(len(x))] = self.median
+        raw = self.raw_scores(probes)
+        pushes = raw[0] - raw[1:]
+        reasons = []
+        for index in np.argsort(-pushes)[: top * 2]:
+            if pushes[index] <= 0 or len(reasons) >= top:
+                continue
+            name = FEATURE_NAMES[index]
+            reasons.append(Reason(
+                name=f"unusual_{name}", feature=name, value=float(x[index]),
+                benign_range=(float(self.low[index]), float(self.high[index])),
+                detail=f"{name}={x[index]:.3g}, benign 1st-99th percentile {self.low[index]:.3g}-{self.high[index]:.3g}",
+            ))
+        return tuple(reasons)
+
+    def harvesting_evidence(self, window: Sequence[float], reasons: tuple[Reason, ...]) -> bool:
+        """True when a top reason is a content feature beyond its benign range, in the
+        direction harvesting pushes it."""
+        for reason in reasons:
+            direction = FEATURE_DIRECTIONS.get(reason.feature, 0)
+            if reason.feature not in CONTENT_FEATURES or direction == 0 or reason.benign_range is None:
+                continue
+            low, high = reason.benign_range
+            if (direction > 0 and reason.value > high) or (direction < 0 and reason.value < low):
+                return True
+        return False
+
+    def save(self, path: str | Path) -> Path:
+        """Writes `<path>.skops` (the forest, no pickle) and `<path>.json` (the model card)."""
+        import skops.io as sio
+
+        path = Path(path).with_suffix("")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sio.dump(self.forest, path.with_suffix(".skops"))
+        path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ForestModel":
+        """Loads a model, refusing unexpected types in the file or a card that does not match."""
+        import skops.io as sio
+
+        path = Path(path).with_suffix("")
+        card = json.loads(path.with_suffix(".json").read_text())
+        if card.get("feature_names") != list(FEATURE_NAMES):
+            raise ModelFileError(f"{path}.json: feature list does not match this version's window features")
+        if card.get("version") != MODEL_VERSION:
+            raise ModelFileError(f"{path}.json: model version {card.get('version')} is not {MODEL_VERSION}")
+        untrusted = sio.get_untrusted_types(file=path.with_suffix(".skops"))
+        unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        if unexpected:
+            raise ModelFileError(f"{path}.skops: refusing unexpected types {unexpected}")
+        forest = sio.load(path.with_suffix(".skops"), trusted=TRUSTED_TYPES)
+        if not isinstance(forest, IsolationForest) or forest.n_features_in_ != len(FEATURE_NAMES):
+            raise ModelFileError(f"{path}.skops: not an IsolationForest over {len(FEATURE_NAMES)} features")
+        return cls(forest, float(card["threshold"]), np.asarray(card["benign_low"]),
+                   np.asarray(card["benign_high"]), np.asarray(card["benign_median"]), card)
+
+
+class ForestDetector:
+    """The forest as a detector: flags a window over the threshold with harvesting evidence."""
+
+    name = "iforest"
+
+    def __init__(self, model: ForestModel, min_requests: int = 20) -> None:
+        self.model = model
+        self.min_requests = min_requests
+
+    def score_many(self, windows: np.ndarray, requests_seen: Sequence[int]) -> list[Verdict]:
+        """Scores a batch at once (one sklearn call), explaining only what crosses the threshold."""
+        if len(windows) == 0:
+            return []
+        raw = self.model.raw_scores(windows)
+        scores = self.model.normalise(raw)
+        verdicts = []
+        for row, raw_score, score, seen in zip(windows, raw, scores, requests_seen):
+            if seen < self.min_requests or raw_score < self.model.threshold:
+                verdicts.append(Verdict(self.name, float(score), False))
+                continue
+            reasons = self.model.explain(row)
+            flagged = self.model.harvesting_evidence(row, reasons)
+            verdicts.append(Verdict(self.name, float(score), flagged, reasons))
+        return verdicts
+
+    def score(self, features: Sequence[float], requests_seen: int) -> Verdict:
+        return self.score_many(np.asarray([features], dtype=np.float64), [requests_seen])[0]
+
+
+def is_finite_row(row: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in row)

@@ -1,0 +1,112 @@
+"""Threshold rules from the config: each rule is a named reason that fires when all of its
+conditions on the window features hold and the key has sent enough requests.
+
+The shipped rules describe what distillation is, not how much traffic a key sends: a
+broad spread of single-turn tasks with long answers, reasoning traces asked for in bulk,
+soft labels (logprobs) asked for in bulk. Volume and regularity alone never fire a rule,
+because honest automation (batch jobs, chatbot backends) shares them.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .base import Reason, Verdict
+from .windows import FEATURE_NAMES
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_CONDITION = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+DEFAULT_RULES: dict[str, dict] = {
+    "logprob_harvest": {
+        "description": "soft labels asked for in bulk over many different prompts",
+        "min_requests": 30,
+        "when": ["logprobs_share >= 0.8", "top_logprobs_mean >= 3", "unique_prompt_share >= 0.8",
+                 "template_diversity >= 0.3"],
+    },
+    "reasoning_trace_harvest": {
+        "description": "reasoning traces asked for in bulk over many different single-turn tasks",
+        "min_requests": 30,
+        "when": ["reasoning_share >= 0.5", "single_turn_share >= 0.9", "unique_prompt_share >= 0.9",
+                 "template_diversity >= 0.3"],
+    },
+    "broad_capability_harvest": {
+        "description": "many different single-turn tasks, each a short instruction for a long answer",
+        "min_requests": 40,
+        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
+                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5"],
+    },
+}
+
+
+class RuleError(ValueError):
+    """A rule that cannot be used; the message names the rule and the condition."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    feature: str
+    op: str
+    threshold: float
+
+    @property
+    def index(self) -> int:
+        return FEATURE_NAMES.index(self.feature)
+
+    def holds(self, features: Sequence[float]) -> bool:
+        return _OPS[self.op](features[self.index], self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    conditions: tuple[Condition, ...]
+    min_requests: int = 30
+    description: str = ""
+
+
+def parse_condition(rule: str, text: str) -> Condition:
+    match = _CONDITION.match(text)
+    if not match:
+        raise RuleError(f"rule {rule!r}: condition {text!r} is not 'feature >= number' (ops: >= <= > <)")
+    feature, op, value = match.groups()
+    if feature not in FEATURE_NAMES:
+        raise RuleError(f"rule {rule!r}: unknown feature {feature!r}; features are {', '.join(FEATURE_NAMES)}")
+    return Condition(feature, op, float(value))
+
+
+def parse_rules(spec: dict[str, dict]) -> list[Rule]:
+    """Rules from config: {name: {when: [conditions], min_requests, description}}."""
+    rules = []
+    for name, body in spec.items():
+        when = body.get("when") or []
+        if not when:
+            raise RuleError(f"rule {name!r}: needs at least one condition under 'when'")
+        conditions = tuple(parse_condition(name, text) for text in when)
+        rules.append(Rule(name, conditions, int(body.get("min_requests", 30)), body.get("description", "")))
+    return rules
+
+
+class RulesDetector:
+    """Fires when any rule's conditions all hold; every fired rule is a reason."""
+
+    name = "rules"
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+
+    def score(self, features: Sequence[float], requests_seen: int) -> Verdict:
+        reasons = []
+        for rule in self.rules:
+            if requests_seen >= rule.min_requests and all(c.holds(features) for c in rule.conditions):
+                detail = " and ".join(f"{c.feature}={features[c.index]:.3g} ({c})" for c in rule.conditions)
+                first = rule.conditions[0]
+                reasons.append(Reason(rule.name, first.feature, features[first.index], None,
+                                      f"{rule.description}: {detail}" if rule.description else detail))
+        return Verdict(self.name, 1.0 if reasons else 0.0, bool(reasons), tuple(reasons))
