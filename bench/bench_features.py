@@ -9,11 +9,14 @@ LLM call; the goal is under 100 µs for a 2,000-character prompt.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,7 +86,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(7)
-    print(f"request_features(): median of {args.runs} runs of {args.calls} calls, Python {sys.version.split()[0]}\n")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"request_features(): median of {args.runs} runs of {args.calls} calls; Python {sys.version.split()[0]}, "
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs, load average {load}\n"
+    )
     print("| prompt chars | µs per call (median) | min | max |")
     print("|---:|---:|---:|---:|")
     for size in SIZES:

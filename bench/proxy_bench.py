@@ -562,7 +562,10 @@ def markdown(report: dict) -> str:
             skipped.append(f"- **{name}**: {result.get('status')} — {result.get('reason')}")
             continue
         wrk = result["wrk"]
-        ratio = f"{wrk['ok_rps'] / litellm_rps:.2f}" if litellm_rps else "–"
+        ratio = "–"
+        if litellm_rps:
+            ratio = wrk["ok_rps"] / litellm_rps
+            ratio = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.1f}" if ratio >= 10 else f"{ratio:.2f}"
         cells, errors = [], wrk["errors"]
         for rate in rates:
             r = by_rate(result).get(rate)
@@ -725,7 +728,12 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             try:
                 print(f"# {name}: starting ({target.description})", file=sys.stderr)
-                url = target.start()
+                try:
+                    url = target.start()
+                except TargetUnavailable as exc:
+                    entry.update(status="not started", reason=str(exc))
+                    print(f"# {name}: not started — {exc}", file=sys.stderr)
+                    continue
                 entry["startup_s"] = round(time.monotonic() - t0, 1)
                 print(f"# {name}: ready on {url} after {entry['startup_s']}s; wrk warm-up", file=sys.stderr)
                 run_wrk(url, args.warmup, args)
@@ -761,6 +769,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"\n# results: {out} ({report['total_runtime_s']}s)", file=sys.stderr)
     return 130 if interrupted else 0

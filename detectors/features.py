@@ -12,15 +12,9 @@ import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
-from .text import (
-    asks_for_reasoning,
-    fingerprint_window,
-    hamming,
-    normalise,
-    short_hash,
-    template_fingerprint,
-)
+from .text import asks_for_reasoning, duplicate_hash, fingerprint_window, hamming, short_hash, template_fingerprint
 
 __all__ = ["RequestFeatures", "request_features", "to_fields", "from_fields", "hamming"]
 
@@ -29,10 +23,19 @@ SYSTEM_ROLES = frozenset({"system", "developer"})
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_LABEL_CHARS = 128
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
+    """What one finished request leaves behind for the detectors; no prompt text.
+
+    Absent parameters read -1.0 (temperature, top_p), 0 (max_tokens, top_logprobs), 1 (n)
+    or "" (strings). `template_fp` is a 64-bit SimHash of the last user text with its
+    fillers masked (compare with `hamming`); `template_head` a 32-bit id of its first four
+    masked words; `ip_prefix` a salted hash of the client's /24 or /64.
+    """
+
     ts: float
     key_id: str
     path: str
@@ -141,10 +144,14 @@ def _prompt(body: Mapping) -> _Prompt:
     return prompt
 
 
-def _int(value: object, default: int) -> int:
+def _count(value: object, default: int) -> int:
+    """A count from the client or upstream, clamped to 0..2**31-1 so a hostile value cannot
+    break the arithmetic downstream (log1p of a negative, float of a 400-digit int)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    return int(value) if math.isfinite(value) else default
+    if isinstance(value, float) and not math.isfinite(value):
+        return default
+    return min(max(int(value), 0), MAX_COUNT)
 
 
 def _float(value: object, default: float) -> float:
@@ -173,11 +180,11 @@ def _logprobs(body: Mapping) -> tuple[bool, int]:
     """Chat asks with `logprobs: true` + `top_logprobs`; completions with `logprobs: <int>`;
     responses with `include` + `top_logprobs`."""
     value = body.get("logprobs")
-    top = _int(body.get("top_logprobs"), 0)
+    top = _count(body.get("top_logprobs"), 0)
     if isinstance(value, bool):
         return value, top
     if isinstance(value, int) and value > 0:
-        return True, value
+        return True, _count(value, 0)
     include = body.get("include")
     if isinstance(include, list) and LOGPROBS_INCLUDE in include:
         return True, top
@@ -200,27 +207,31 @@ def _reasoning_effort(body: Mapping) -> str:
     return _label(effort)
 
 
-def _keyed(data: bytes, salt: bytes) -> str:
+def _keyed(text: str, salt: bytes) -> str:
     """12 hex of a salted hash: joins requests from one client without storing who it is."""
-    if len(salt) > 64:
-        salt = hashlib.sha256(salt).digest()
-    return hashlib.blake2b(data, digest_size=6, key=salt).hexdigest()
+    key = salt if len(salt) <= 64 else hashlib.sha256(salt).digest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6, key=key).hexdigest()
 
 
-def ip_prefix(client_ip: str | None, salt: bytes) -> str:
+def ip_prefix(client_ip: str, salt: bytes) -> str:
     """Salted hash of the client's /24 (IPv4) or /64 (IPv6): the unit one host or one small
-    network rotates addresses within."""
-    if not client_ip:
-        return ""
+    network rotates addresses within. Text that is no address is hashed as it is."""
+    return _prefix_hash(client_ip[:64], salt)
+
+
+@lru_cache(maxsize=16384)
+def _prefix_hash(client_ip: str, salt: bytes) -> str:
+    """Cached: a gateway sees few distinct clients, and parsing an address costs more than
+    the rest of the client features together."""
     try:
-        address = ipaddress.ip_address(client_ip)
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])
     except ValueError:
-        return _keyed(b"?" + client_ip.encode("utf-8", "surrogatepass"), salt)
+        return _keyed("?" + client_ip, salt)
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.version == 4:
-        return _keyed(b"4" + address.packed[:3], salt)
-    return _keyed(b"6" + address.packed[:8], salt)
+        return _keyed("4:" + address.packed[:3].hex(), salt)
+    return _keyed("6:" + address.packed[:8].hex(), salt)
 
 
 def _usage_tokens(usage: object, name: str, alias: str) -> int:
@@ -228,7 +239,7 @@ def _usage_tokens(usage: object, name: str, alias: str) -> int:
         value = usage.get(name, usage.get(alias))
     else:
         value = getattr(usage, name, None)
-    return max(_int(value, 0), 0)
+    return _count(value, 0)
 
 
 def request_features(
@@ -248,21 +259,15 @@ def request_features(
 
     `usage` is the upstream's (prompt/completion or input/output tokens); without it the
     prompt is estimated at four characters a token. The template fingerprint covers the
-    first 2,000 and last 500 characters of the last user text, so its cost is bounded.
+    first 2,000 and last 500 bytes of the last user text, so its cost is bounded.
     """
     body = body if isinstance(body, Mapping) else {}
     prompt = _prompt(body)
     user_text = prompt.user[-1] if prompt.user else ""
-    user_lowered = user_text.lower()
-    if user_text:
-        template_fp, template_head = template_fingerprint(fingerprint_window(user_text))
-    else:
-        template_fp, template_head = 0, 0
+    template_fp, template_head = template_fingerprint(fingerprint_window(user_text)) if user_text else (0, 0)
     system_text = "\n".join(prompt.system)
-    embeddings = path.rstrip("/").endswith("/embeddings")
-    reasoning_marker = not embeddings and (
-        asks_for_reasoning(system_text.lower()) or any(asks_for_reasoning(text.lower()) for text in prompt.user)
-    )
+    lowered = [text.lower() for text in (system_text, *prompt.user)]
+    reasoning_marker = not path.rstrip("/").endswith("/embeddings") and any(map(asks_for_reasoning, lowered))
     logprobs, top_logprobs = _logprobs(body)
     prompt_tokens = _usage_tokens(usage, "prompt_tokens", "input_tokens")
     if prompt_tokens == 0:
@@ -277,14 +282,14 @@ def request_features(
         completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens"),
         message_count=prompt.count,
         system_hash=short_hash(system_text) if prompt.system else "",
-        user_hash=short_hash(normalise(user_lowered)) if prompt.user else "",
+        user_hash=duplicate_hash(lowered[-1]) if prompt.user else "",
         template_fp=template_fp,
         template_head=template_head,
         model=_label(body.get("model")),
-        max_tokens=_int(_first(body, "max_tokens", "max_completion_tokens", "max_output_tokens"), 0),
+        max_tokens=_count(_first(body, "max_tokens", "max_completion_tokens", "max_output_tokens"), 0),
         temperature=_float(body.get("temperature"), -1.0),
         top_p=_float(body.get("top_p"), -1.0),
-        n=_int(body.get("n"), 1),
+        n=_count(body.get("n"), 1),
         logprobs=logprobs,
         top_logprobs=top_logprobs,
         stream=body.get("stream") is True,
@@ -292,8 +297,8 @@ def request_features(
         response_format=_response_format(body),
         reasoning_marker=reasoning_marker,
         reasoning_effort=_reasoning_effort(body),
-        ip_prefix=ip_prefix(client_ip, salt),
-        ua_hash=_keyed(user_agent.encode("utf-8", "surrogatepass"), salt) if user_agent else "",
+        ip_prefix=ip_prefix(client_ip, salt) if client_ip else "",
+        ua_hash=_keyed(user_agent, salt) if user_agent else "",
         status=int(status),
         latency_ms=float(latency_ms),
     )
@@ -305,7 +310,7 @@ _FIELDS = tuple((f.name, f.type) for f in fields(RequestFeatures))
 _HEX_FIELDS = frozenset({"template_fp", "template_head"})
 
 
-def _encode(name: str, kind: str, value: object) -> str:
+def _to_text(name: str, kind: str, value: object) -> str:
     if kind == "bool":
         return "1" if value else "0"
     if name in _HEX_FIELDS:
@@ -316,7 +321,7 @@ def _encode(name: str, kind: str, value: object) -> str:
     return str(value)
 
 
-def _decode(name: str, kind: str, text: str) -> object:
+def _from_text(name: str, kind: str, text: str) -> object:
     if kind == "bool":
         return text == "1"
     if name in _HEX_FIELDS:
@@ -333,11 +338,12 @@ _DEFAULTS = {"temperature": "-1", "top_p": "-1", "n": "1"}
 
 def to_fields(features: RequestFeatures) -> dict[str, str]:
     """A stream entry's fields; `from_fields` gives back an equal RequestFeatures."""
-    return {name: _encode(name, kind, getattr(features, name)) for name, kind in _FIELDS}
+    return {name: _to_text(name, kind, getattr(features, name)) for name, kind in _FIELDS}
 
 
 def from_fields(entry: Mapping[bytes | str, bytes | str]) -> RequestFeatures:
-    """Reads a stream entry back; fields missing from older entries take their defaults."""
+    """Reads a stream entry back; fields missing from older entries take their defaults.
+    Raises ValueError on a value that is not what its field holds."""
     text = {
         (k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "surrogatepass") if isinstance(v, bytes) else v)
         for k, v in entry.items()
@@ -347,5 +353,5 @@ def from_fields(entry: Mapping[bytes | str, bytes | str]) -> RequestFeatures:
         raw = text.get(name)
         if raw is None:
             raw = _DEFAULTS.get(name, "" if kind == "str" else "0")
-        values[name] = _decode(name, kind, raw)
+        values[name] = _from_text(name, kind, raw)
     return RequestFeatures(**values)

@@ -4,9 +4,10 @@ Distillation scripts send one template thousands of times with different fillers
 the fillers (numbers, quotes, names, URLs, e-mails, code) and SimHashing what is left gives
 prompts from one template nearly the same 64-bit fingerprint, whatever was filled in.
 
-Every step is either a regex that starts with a literal (so `re` jumps between hits) and
-runs only when that literal occurs, or a vectorised numpy pass over the UTF-8 bytes: the
-gateway pays this once per request, and per-token Python work would dominate it.
+The gateway pays this once per request, so there is no per-token Python work: each step is
+a regex that starts with a literal (so `re` jumps between hits) and runs only when that
+literal occurs, a bytes.translate, or a vectorised numpy pass over the UTF-8 bytes. About
+50 µs for 2,000 characters, against about 3 ms for the same SimHash in pure Python.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import zlib
 
 import numpy as np
 
-HEAD_CHARS = 2000
-TAIL_CHARS = 500
+HEAD_BYTES = 2000
+TAIL_BYTES = 500
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
@@ -37,8 +38,9 @@ _QUOTES = (
     ("『", re.compile(r"『[^』]*』")),
 )
 
-# Each marker with a word it contains, so text without any of those words is cleared with
-# a handful of substring searches instead of one search per marker.
+# Each marker under a word it contains, so text with none of those words is cleared with a
+# handful of substring searches instead of one search per marker. Markers with non-ASCII
+# letters are only looked for in non-ASCII text.
 _MARKERS_BY_ANCHOR = {
     # English
     "step": ("step by step", "step-by-step", "reason step"),
@@ -47,12 +49,11 @@ _MARKERS_BY_ANCHOR = {
         "detailed reasoning", "full reasoning", "reasoning trace",
     ),
     "think": ("think through", "let's think", "let’s think", "<think>"),
-    "thought": ("chain of thought", "chain-of-thought"),
-    "work": ("show your work",),
+    "chain": ("chain of thought", "chain-of-thought"),
+    "your work": ("show your work",),
     # Spanish, Portuguese
-    "paso": ("paso a paso", "muestra tu razonamiento"),
+    "pas": ("paso a paso", "passo a passo"),
     "razonamiento": ("muestra tu razonamiento",),
-    "passo": ("passo a passo",),
     # French
     "raisonnement": ("raisonnement",),
     "étape": ("étape par étape",),
@@ -75,18 +76,20 @@ _MARKERS_BY_ANCHOR = {
     "차근차근": ("차근차근",),
 }
 REASONING_MARKERS = tuple(sorted({m for ms in _MARKERS_BY_ANCHOR.values() for m in ms}))
-_ASCII_ANCHORS = tuple((a, ms) for a, ms in _MARKERS_BY_ANCHOR.items() if a.isascii())
-_OTHER_ANCHORS = tuple((a, ms) for a, ms in _MARKERS_BY_ANCHOR.items() if not a.isascii())
+_ASCII_MARKERS = tuple(
+    (anchor, tuple(m for m in markers if m.isascii()))
+    for anchor, markers in _MARKERS_BY_ANCHOR.items()
+    if any(m.isascii() for m in markers)
+)
+_ALL_MARKERS = tuple(_MARKERS_BY_ANCHOR.items())
 
 
 def asks_for_reasoning(lowered: str) -> bool:
     """True when lowercased prompt text asks for a reasoning trace, in any of ten languages."""
-    for anchor, markers in _ASCII_ANCHORS:
+    for anchor, markers in _ASCII_MARKERS if lowered.isascii() else _ALL_MARKERS:
         if anchor in lowered and any(marker in lowered for marker in markers):
             return True
-    if lowered.isascii():
-        return False
-    return any(anchor in lowered and any(m in lowered for m in markers) for anchor, markers in _OTHER_ANCHORS)
+    return False
 
 
 def short_hash(text: str) -> str:
@@ -94,20 +97,39 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def normalise(lowered: str) -> str:
-    """Collapses whitespace so re-wrapped copies of one prompt hash the same."""
-    return " ".join(lowered.split())
+_WHITESPACE_TO_SPACE = bytes(0x20 if chr(byte) in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f" else byte for byte in range(256))
+
+
+def duplicate_hash(lowered: str) -> str:
+    """`short_hash` of the text with ASCII whitespace runs collapsed to one space and the ends
+    stripped, so re-wrapped or re-indented copies of one prompt hash the same."""
+    data = lowered.encode("utf-8", "surrogatepass").translate(_WHITESPACE_TO_SPACE)
+    if len(data) < 512:
+        return hashlib.sha256(b" ".join(data.split())).hexdigest()[:16]
+    space = np.frombuffer(data, dtype=np.uint8) == 0x20
+    repeated = space[1:] & space[:-1]
+    if repeated.any():
+        keep = np.ones(len(data), dtype=bool)
+        keep[1:] = ~repeated
+        data = np.frombuffer(data, dtype=np.uint8)[keep].tobytes()
+    return hashlib.sha256(data.strip(b" ")).hexdigest()[:16]
 
 
 def fingerprint_window(text: str) -> str:
-    """The part of a prompt that is fingerprinted: the first 2,000 and last 500 characters.
+    """The part of a prompt that is fingerprinted: its first 2,000 and last 500 UTF-8 bytes
+    (characters, for ASCII), cut at character boundaries.
 
     Templates show in the instructions at the start and the question at the end; the middle
-    of a long prompt is mostly pasted material, and skipping it keeps the cost bounded.
+    of a long prompt is mostly pasted material. Counting bytes rather than characters
+    bounds the cost in every script: 2,500 CJK characters would be 2,500 tokens.
     """
-    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+    limit = HEAD_BYTES + TAIL_BYTES
+    if text.isascii():
+        return text if len(text) <= limit else text[:HEAD_BYTES] + "\n" + text[-TAIL_BYTES:]
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
         return text
-    return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+    return data[:HEAD_BYTES].decode("utf-8", "ignore") + "\n" + data[-TAIL_BYTES:].decode("utf-8", "ignore")
 
 
 # Placeholders are padded with the ASCII unit separator rather than spaces, so a name right
@@ -146,16 +168,26 @@ def mask_spans(text: str) -> str:
 # Bytes and tokens. A token is a run of letters, digits, `_`, `<`, `>` (so placeholders stay
 # whole) and non-ASCII bytes; digits joined by . , : / - stay one number; each CJK, kana or
 # hangul character is a token of its own, since those scripts do not separate words.
-_MAX_BYTES = (HEAD_CHARS + TAIL_CHARS + 1) * 4 + 64
-_WORD = np.zeros(256, dtype=bool)
-_WORD[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_<>")] = True
-_WORD[0x80:] = True
+# Byte classes come from bytes.translate, several times cheaper than a numpy lookup.
+_MAX_BYTES = (HEAD_BYTES + TAIL_BYTES + 1) * 4 + 64
+_CLASS = bytearray(b" " * 256)  # w: word, d: digit, j: joins digits, space: separator
+_CLASS[0x80:] = b"w" * 0x80
+for _byte in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_<>":
+    _CLASS[_byte] = ord("w")
+for _byte in b"0123456789":
+    _CLASS[_byte] = ord("d")
+for _byte in b".,:/-":
+    _CLASS[_byte] = ord("j")
+_CLASS = bytes(_CLASS)
+_IS_WORD = bytes(int(chr(byte) in "wd") for byte in range(256))
+# Lead bytes of three-byte UTF-8: U+2000..U+2FFF is punctuation and symbols (separators);
+# U+3000..U+FFFF holds CJK punctuation, kana, ideographs, hangul and fullwidth forms.
+_SYMBOL_LEAD = 0xE2
 _CJK_LEAD = np.zeros(256, dtype=bool)
-_CJK_LEAD[0xE3:0xEE] = True  # U+3000..U+DFFF: CJK punctuation, kana, ideographs, hangul
-_JOINED_NUMBER = re.compile(rb"[0-9][.,:/-](?=[0-9])")
+_CJK_LEAD[0xE3:0xF0] = True
 
-# What a byte tells about the token it starts, ends or precedes, one bit each; a token's
-# four context bytes (two before it, its first two) are read as one little-endian uint32.
+# What a byte tells about the token it precedes or belongs to, one bit each. The four bytes
+# around a token's start (or end) are read at once, as one little-endian uint32.
 _SPACE, _BREAK, _UPPER, _DIGIT = 1, 2, 4, 8
 _CONTEXT = bytearray(256)
 _CONTEXT[0x20] = _SPACE
@@ -166,10 +198,19 @@ for _byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
 for _byte in b"0123456789":
     _CONTEXT[_byte] = _DIGIT
 _CONTEXT = bytes(_CONTEXT)
-_AFTER_MID_SENTENCE_SPACE = np.uint32((_SPACE | _BREAK) | (_SPACE | _BREAK) << 8)
-_MID_SENTENCE_SPACE = np.uint32(_SPACE << 8)
-_THIRD_UPPER = np.uint32(_UPPER << 16)
-_THIRD_DIGIT = np.uint32(_DIGIT << 16)
+
+
+def _at(bits: int, position: int) -> np.uint32:
+    return np.uint32(bits << 8 * position)
+
+
+# Around a start: [byte before the space, the space, first byte, second byte].
+_MID_SENTENCE_MASK = _at(_SPACE | _BREAK, 0) | _at(_SPACE | _BREAK, 1)
+_MID_SENTENCE = _at(_SPACE, 1)
+_NAME_MASK, _NAME_CONTEXT = _MID_SENTENCE_MASK | _at(_UPPER, 2), _MID_SENTENCE | _at(_UPPER, 2)
+_FIRST_DIGIT = _at(_DIGIT, 2)
+# Around an end: [byte before the last, last byte, two bytes after].
+_LAST_DIGIT = _at(_DIGIT, 1)
 
 # Token hashes: a polynomial hash of the bytes mod 2**64 by prefix sums, so each token costs
 # one subtraction and one multiplication. Stable across processes and machines, unlike
@@ -183,9 +224,10 @@ _NAME = np.uint64(sum(byte * _BASE**i for i, byte in enumerate(b"<name>")) % 2**
 _BIGRAM = np.uint64(0x9E3779B97F4A7C15)
 
 # SimHash hyperplanes: each shingle hash picks (multiplicatively, by its top bits) one of
-# 2**16 fixed rows of 64 random bits; a fingerprint bit is set when most shingles' rows
-# have it set. One gather and one matrix-vector product instead of per-bit work.
-_ROW_BITS = 16
+# 2**14 fixed rows of 64 pseudo-random bits; a fingerprint bit is set when most shingles'
+# rows have it set. One gather and one matrix-vector product instead of per-bit work; the
+# 4 MiB table keeps unrelated shingles sharing a row rare enough not to move distances.
+_ROW_BITS = 14
 _ROW_PICK = np.uint64(0xD6E8FEB86659FD93)
 _ROW_SHIFT = np.uint64(64 - _ROW_BITS)
 
@@ -206,38 +248,49 @@ _ONES = np.ones(2 * _MAX_BYTES, dtype=np.float32)
 
 
 def _encode(text: str) -> bytes:
-    """UTF-8 after two spaces and before one, so every token has context bytes around it."""
-    return b"  " + text.encode("utf-8", "surrogatepass")[: _MAX_BYTES - 3] + b" "
+    """UTF-8 between two spaces either side, so every token has context bytes around it."""
+    return b"  " + text.encode("utf-8", "surrogatepass")[: _MAX_BYTES - 4] + b"  "
 
 
-def _token_edges(data: bytes, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _whole_characters(lead: np.ndarray) -> np.ndarray:
+    """Marks the two continuation bytes after each marked three-byte lead byte too."""
+    member = lead.copy()
+    member[1:] |= lead[:-1]
+    member[2:] |= lead[:-2]
+    return member
+
+
+def _token_edges(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The byte before each token and each token's last byte."""
-    word = _WORD.take(buf)
-    for joiner in _JOINED_NUMBER.finditer(data):
-        word[joiner.start() + 1] = True
+    classes = data.translate(_CLASS)
+    if b"djd" in classes:
+        classes = classes.replace(b"djd", b"ddd")
+        if b"djd" in classes:
+            classes = classes.replace(b"djd", b"ddd")
+    word = np.frombuffer(classes.translate(_IS_WORD), dtype=bool)
     if data.isascii():
-        edges = np.flatnonzero(word[1:] != word[:-1])
+        edges = (word[1:] != word[:-1]).nonzero()[0]
         return edges[0::2], edges[1::2]
+    buf = np.frombuffer(data, dtype=np.uint8)
+    word = word & ~_whole_characters(buf == _SYMBOL_LEAD)
     lead = _CJK_LEAD.take(buf)
-    cjk = lead.copy()
-    cjk[1:] |= lead[:-1]
-    cjk[2:] |= lead[:-2]
+    cjk = _whole_characters(lead)
     start = word.copy()
     start[1:] &= ~word[:-1] | lead[1:] | (cjk[:-1] & ~cjk[1:])
     end = word.copy()
     end[:-1] &= start[1:] | ~word[1:]
-    return np.flatnonzero(start) - 1, np.flatnonzero(end)
+    return start.nonzero()[0] - 1, end.nonzero()[0]
 
 
-def _context(data: bytes, offsets: np.ndarray) -> np.ndarray:
-    """The context bits of the four bytes from each offset, as one uint32 per offset."""
-    bits = data.translate(_CONTEXT)
-    return np.ndarray((len(bits) - 3,), dtype="<u4", buffer=bits, strides=(1,)).take(offsets)
+def _context(data: bytes) -> np.ndarray:
+    """Item i: the context bits of bytes i-1 .. i+2, as one uint32."""
+    bits = b"\0" + data.translate(_CONTEXT)
+    return np.ndarray((len(bits) - 3,), dtype="<u4", buffer=bits, strides=(1,))
 
 
 def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-    """Lowercased bytes, each token's first byte and end, and the token hashes with numbers
-    and names masked.
+    """Lowercased bytes, the byte before each token and each token's last byte, and the
+    token hashes with numbers and names masked.
 
     A name is a capitalised token (`Paris`, `Öl`, `Москва`, `iPhone`) after a space that
     follows no sentence end; a number is any token starting or ending with a digit (`42`,
@@ -247,22 +300,22 @@ def _tokens(window: str) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
     lowered_text = text.lower()
     lowered = _encode(lowered_text)
     buf = np.frombuffer(lowered, dtype=np.uint8)
-    before, last = _token_edges(lowered, buf)
-    first = before + 1
-    prefix = np.cumsum(buf * _POWERS[: len(buf)])
+    before, last = _token_edges(lowered)
+    prefix = np.add.accumulate(buf * _POWERS[: len(buf)])
     hashes = (prefix.take(last) - prefix.take(before)) * _INVERSES.take(before)
     original = _encode(text) if lowered_text != text else lowered
     if len(original) != len(lowered):
         original = lowered
-    leading = _context(original, before - 1)
-    if original.isascii():
-        hashes[leading & (_AFTER_MID_SENTENCE_SPACE | _THIRD_UPPER) == _MID_SENTENCE_SPACE | _THIRD_UPPER] = _NAME
+    context = _context(original)
+    starts = context.take(before)
+    if original is not lowered and original.isascii():
+        hashes[starts & _NAME_MASK == _NAME_CONTEXT] = _NAME
     elif original is not lowered:
-        raw = np.frombuffer(original, dtype=np.uint8)
+        raw, first = np.frombuffer(original, dtype=np.uint8), before + 1
         capital = (raw.take(first) != buf.take(first)) | (raw.take(first + 1) != buf.take(first + 1))
-        hashes[capital & (leading & _AFTER_MID_SENTENCE_SPACE == _MID_SENTENCE_SPACE)] = _NAME
-    hashes[(leading | _context(lowered, last - 2)) & _THIRD_DIGIT != 0] = _NUM
-    return lowered, first, last + 1, hashes
+        hashes[capital & (starts & _MID_SENTENCE_MASK == _MID_SENTENCE)] = _NAME
+    hashes[(starts & _FIRST_DIGIT) | (context.take(last) & _LAST_DIGIT) != 0] = _NUM
+    return lowered, before, last, hashes
 
 
 def template_fingerprint(window: str) -> tuple[int, int]:
@@ -284,10 +337,11 @@ def template_fingerprint(window: str) -> tuple[int, int]:
 def template_text(window: str) -> str:
     """The masked tokens the fingerprint is computed from, for tests and for explaining why
     two prompts were judged one template."""
-    lowered, starts, ends, hashes = _tokens(window)
+    lowered, before, last, hashes = _tokens(window)
     words = []
-    for s, e, h in zip(starts.tolist(), ends.tolist(), hashes.tolist()):
-        words.append("<num>" if h == _NUM else "<name>" if h == _NAME else lowered[s:e].decode("utf-8", "replace"))
+    for start, end, token in zip((before + 1).tolist(), (last + 1).tolist(), hashes.tolist()):
+        placeholder = "<num>" if token == _NUM else "<name>" if token == _NAME else None
+        words.append(placeholder or lowered[start:end].decode("utf-8", "replace"))
     return " ".join(words)
 
 

@@ -13,15 +13,18 @@ import logging
 import os
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import metrics
+from . import admin, metrics
 from .config import Settings, load_settings
-from .errors import error_body
+from .errors import GatewayError, error_body
 from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
+from .events import EventSink
 from .proxy import Proxy
+from .scorer import Scorer, default_name
 from .store import Store, connect
 
 log = logging.getLogger("distillguard.app")
@@ -32,10 +35,14 @@ class GatewayState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hasher = KeyHasher(resolve_key_secret(settings))
+        self.key_secret = resolve_key_secret(settings)
+        self.hasher = KeyHasher(self.key_secret)
         self.store: Store | None = None
         self.limiter: Limiter | None = None
         self.proxy: Proxy | None = None
+        self.events: EventSink | None = None
+        self.scorer: Scorer | None = None
+        self.scorer_task: asyncio.Task | None = None
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -44,6 +51,17 @@ class GatewayState:
         self.proxy = Proxy(self.settings, self.limiter, self.hasher)
         await self.proxy.start()
         self.tasks.append(asyncio.create_task(self.proxy.renew_leases_forever()))
+        if self.settings.detection.enabled:
+            self._start_detection()
+
+    def _start_detection(self) -> None:
+        """Events always; the scorer too when there is no separate one (the embedded store)."""
+        self.events = EventSink(self.store, self.settings, self.key_secret)
+        self.proxy.on_finished.append(self.events.listen)
+        self.events.start()
+        if self.store.embedded or self.settings.detection.embedded_scorer:
+            self.scorer = Scorer(self.store, self.settings, name=f"gateway-{default_name()}")
+            self.scorer_task = asyncio.create_task(self.scorer.run())
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -51,6 +69,11 @@ class GatewayState:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.proxy is not None:
             await self.proxy.close()
+        if self.events is not None:
+            await self.events.close()
+        if self.scorer is not None:
+            self.scorer.stop()
+            await asyncio.gather(self.scorer_task, return_exceptions=True)
         if self.store is not None:
             await self.store.close()
 
@@ -75,6 +98,16 @@ def build_api(state: GatewayState) -> FastAPI:
     api = FastAPI(title="distillguard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.gateway = state
 
+    @api.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> Response:
+        return openai_error(exc.status, exc.message, exc.type, exc.code)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return openai_error(400, f"{where}: {first.get('msg', 'invalid')}", "invalid_request_error", "invalid_request")
+
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
@@ -96,6 +129,7 @@ def build_api(state: GatewayState) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    api.include_router(admin.router)
     return api
 
 

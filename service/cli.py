@@ -1,4 +1,4 @@
-"""The `distillguard` command: serve, demo, mock-upstream, key-id, keys."""
+"""The `distillguard` command: serve, scorer, demo, mock-upstream, key-id, keys."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _uvicorn_options() -> dict:
-    options = {"http": "httptools", "access_log": False, "log_level": "warning", "lifespan": "on"}
+    options = {
+        "http": "httptools", "access_log": False, "log_level": "warning", "lifespan": "on",
+        "proxy_headers": False,  # client addresses are the socket's; X-Forwarded-For is not trusted
+    }
     try:
         import uvloop  # noqa: F401
 
@@ -86,6 +89,25 @@ def cmd_serve(args: argparse.Namespace) -> None:
     finally:
         if settings.workers > 1:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def cmd_scorer(args: argparse.Namespace) -> None:
+    """The detection worker: consumes the gateway's event streams (see service/scorer.py)."""
+    settings = _settings_from(args)
+    if settings.redis_url is None:
+        sys.exit("distillguard: `scorer` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
+    import logging
+
+    from .scorer import run_scorer
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.host)
+    asyncio.run(run_scorer(settings, args.name))
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> None:
@@ -187,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="redis://, rediss://, unix:// (cluster detected); none = embedded")
     serve.add_argument("--upstream", help="upstream base URL that /v1 maps to")
     serve.set_defaults(func=cmd_serve)
+
+    scorer = with_config(commands.add_parser("scorer", help="run a detection worker on the event streams"))
+    scorer.add_argument("--redis-url", help="the gateway's Redis (cluster detected)")
+    scorer.add_argument("--name", help="unique among scorers (default: host-pid)")
+    scorer.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
+    scorer.set_defaults(func=cmd_scorer)
 
     demo = with_config(commands.add_parser("demo", help="gateway + simulator, embedded store, one process"))
     demo.add_argument("--host", default="127.0.0.1")

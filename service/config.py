@@ -171,6 +171,14 @@ class DetectionConfig(_Strict):
     rules: dict[str, dict] = Field(default_factory=lambda: dict(DEFAULT_RULES))
     ladder: LadderSettings = Field(default_factory=LadderSettings)
     flags_kept: int = Field(default=100_000, ge=100)
+    # With Redis, `distillguard scorer` processes consume the streams; this also runs one
+    # inside each gateway worker. Without Redis (embedded store) the gateway always does.
+    embedded_scorer: bool = False
+    # How long a scorer's claim on a stream shard outlives it: a killed scorer's shards
+    # move to the others after about this long.
+    scorer_lease: float = 10.0
+
+    _parse_lease = field_validator("scorer_lease", mode="before")(lambda cls, v: parse_duration(v))
 
     @field_validator("rules")
     @classmethod

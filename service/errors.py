@@ -49,6 +49,12 @@ class UnknownKey(GatewayError):
     code = "invalid_api_key"
 
 
+class AdminUnauthorized(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_admin_token"
+
+
 class KeyBlocked(GatewayError):
     status = 403
     type = "permission_error"

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from . import metrics
 from .config import LimitsConfig, Settings, TierLimits
@@ -109,6 +109,8 @@ class Limiter:
         # The cluster client fails rather than queues when a node's pool is full, and a
         # split admission holds two connections; queue here instead.
         self._split_slots = asyncio.Semaphore(MAX_CONNECTIONS // 2)
+        self._settlements: list[tuple[list[str], tuple]] = []
+        self._settled = asyncio.Event()
 
     def _block_for_entry(self, key_id: str) -> tuple[str, ...]:
         entry = self.config.keys[key_id]
@@ -195,18 +197,38 @@ class Limiter:
         return Admission(key_id, request_id, tier, 0, False)
 
     async def settle(self, admission: Admission, tokens_used: int) -> None:
-        """Replace the reservation by real usage and free the lease (off the request path)."""
+        """Replace the reservation by real usage and free the lease, off the request path.
+        Settlements that arrive together go to Redis in one pipeline."""
         if not admission.recorded:
             return
         names = KeyNames.for_key(admission.key_id)
+        self._settlements.append((names.settle_keys, (admission.request_id, max(tokens_used, 0))))
+        if len(self._settlements) > 1:
+            await self._settled.wait()
+            return
+        settled = self._settled = asyncio.Event()
+        await asyncio.sleep(0)  # let the settlements of this loop turn join the batch
+        batch, self._settlements = self._settlements, []
+        try:
+            await self._run_settlements(batch)
+        finally:
+            settled.set()
+
+    async def _run_settlements(self, batch: list[tuple[list[str], tuple]]) -> None:
+        script = self.store.scripts["settle"]
         try:
             async with asyncio.timeout(max(self.timeout, 1.0)):
-                await self.store.scripts["settle"](
-                    keys=names.settle_keys, args=[admission.request_id, max(tokens_used, 0)]
-                )
+                for attempt in range(2):
+                    async with self.store.client.pipeline(transaction=False) as pipe:
+                        for keys, args in batch:
+                            pipe.evalsha(script.sha, len(keys), *keys, *args)
+                        results = await pipe.execute(raise_on_error=False)
+                    if not any(isinstance(result, NoScriptError) for result in results):
+                        break
+                    await self.store.load_scripts()  # Redis restarted and forgot the scripts
         except (RedisError, OSError, TimeoutError) as exc:
             metrics.REDIS_ERRORS.labels("settle").inc()
-            log.warning("Redis settle failed (%s); the lease expires on its own", type(exc).__name__)
+            log.warning("Redis settle failed (%s); leases expire on their own", type(exc).__name__)
 
     async def renew(self, admissions: list[Admission]) -> None:
         """Extend the leases of requests still running."""

@@ -56,6 +56,39 @@ IN_FLIGHT = Gauge(
     "distillguard_requests_in_flight", "Requests being forwarded now.", multiprocess_mode="livesum"
 )
 
+# Detection: the gateway's event stream, and the scorer consuming it.
+EVENTS_APPENDED = Counter("distillguard_events_appended_total", "Request features appended to the event streams.")
+EVENTS_DROPPED = Counter(
+    "distillguard_events_dropped_total", "Request features lost before reaching a stream.", ["reason"]
+)
+EVENTS_CONSUMED = Counter(
+    "distillguard_events_consumed_total",
+    "Stream entries the scorer took in: counted in a key's window, or already counted (replayed).",
+    ["outcome"],
+)
+STREAM_LAG = Gauge(
+    "distillguard_stream_lag_entries", "Entries of a shard not yet delivered to any scorer.", ["shard"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_PENDING = Gauge(
+    "distillguard_stream_pending_entries", "Entries of a shard delivered but not yet acknowledged.", ["shard"],
+    multiprocess_mode="mostrecent",
+)
+DETECTOR_SCORE = Histogram(
+    "distillguard_detector_score_ratio", "Detector scores at each evaluation (0 benign .. 1 harvesting).",
+    ["detector"], buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+FLAGS = Counter("distillguard_flags_total", "Keys flagged for the first time, by detector.", ["detector"])
+ACTIONS = Counter(
+    "distillguard_actions_total", "Ladder changes of a key's action, by detector and new action.",
+    ["detector", "action"],
+)
+SCORER_ERRORS = Counter("distillguard_scorer_errors_total", "Scorer batches or calls that failed.", ["stage"])
+SCORER_BATCH = Histogram(
+    "distillguard_scorer_batch_seconds", "Time to score, apply and checkpoint one batch of events.",
+    buckets=_FAST_BUCKETS[3:] + (2.5, 5.0),
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text, aggregated over worker processes when there are several."""

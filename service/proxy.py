@@ -69,6 +69,7 @@ class Exchange:
     body: bytes
     request: dict | None
     started: float
+    received_at: float = 0.0  # wall-clock arrival (Unix seconds), the event's time for detection
     status: int = 0
     usage: Usage | None = None
     upstream_seconds: float = 0.0
@@ -127,6 +128,7 @@ class Proxy:
         await self._forward_watching_disconnect(exchange, receive, send)
 
     async def _admit(self, scope, receive, started: float) -> Exchange:
+        received_at = time.time()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if sum(len(name) + len(value) for name, value in headers) > self.settings.max_header_bytes:
             raise BadRequest("Request headers are too large.", code="headers_too_large")
@@ -155,25 +157,32 @@ class Proxy:
         admission = await self.limiter.admit(key_id, ip_id, cost)
         return Exchange(
             method, path, upstream_target(scope), route_label(path), key_id, client_ip, headers, body,
-            request, started, streamed=bool(request and request.get("stream") is True),
+            request, started, received_at=received_at, streamed=bool(request and request.get("stream") is True),
             strip_usage=strip_usage, admission=admission,
         )
 
     async def _forward_watching_disconnect(self, exchange: Exchange, receive, send) -> None:
-        """Forward, but cancel the upstream call the moment the client goes away."""
-        forward = asyncio.ensure_future(self._forward(exchange, send))
-        watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+        """Forward in this task, with a watcher that cancels it the moment the client goes
+        away (one extra task per request, not two)."""
         admission = exchange.admission
+        forwarding = asyncio.current_task()
+        disconnected, answered = asyncio.Event(), asyncio.Event()
+
+        async def send_tracked(message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered.set()
+
+        watcher = asyncio.ensure_future(cancel_on_disconnect(receive, forwarding, disconnected, answered))
         self.in_flight[admission.request_id] = admission
         metrics.IN_FLIGHT.inc()
         try:
-            done, _ = await asyncio.wait((forward, watcher), return_when=asyncio.FIRST_COMPLETED)
-            if forward not in done:
-                forward.cancel()
-                await asyncio.gather(forward, return_exceptions=True)
-                exchange.status = exchange.status or 499
-            else:
-                forward.result()
+            await self._forward(exchange, send_tracked)
+        except asyncio.CancelledError:
+            if not disconnected.is_set():
+                raise
+            forwarding.uncancel()
+            exchange.status = exchange.status or 499
         finally:
             watcher.cancel()
             metrics.IN_FLIGHT.dec()
@@ -356,10 +365,17 @@ def parse_json_body(method: str, headers: list[tuple[bytes, bytes]], body: bytes
     return request
 
 
-async def wait_for_disconnect(receive) -> None:
+async def cancel_on_disconnect(
+    receive, task: asyncio.Task, disconnected: asyncio.Event, answered: asyncio.Event
+) -> None:
+    """Waits for the client's disconnect and, unless the answer was already sent whole,
+    cancels the forwarding task, whose upstream connection then closes too."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if not answered.is_set():
+                disconnected.set()
+                task.cancel()
             return
 
 

@@ -17,7 +17,7 @@ from redis.commands.core import AsyncScript
 
 log = logging.getLogger("distillguard.store")
 
-SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew")
+SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew", "checkpoint", "lease_take", "lease_release")
 # Connections per Redis node and process: bursts queue for one (bounded by the Redis
 # timeout) rather than open thousands of sockets.
 MAX_CONNECTIONS = 256
@@ -53,6 +53,33 @@ class KeyNames:
 
 def ip_log_key(ip_id: str) -> str:
     return f"dg:{{ip:{ip_id}}}:req"
+
+
+# Detection. Each event stream carries its own hash tag, so a Redis Cluster spreads the
+# shards over its masters; a key's scorer state, flag and recent events share its slot.
+EVENT_GROUP = "scorers"
+SCORER_REGISTRY = "dg:scorers"
+FLAG_INDEX = "dg:flags"
+
+
+def event_stream(shard: int) -> str:
+    return f"dg:{{events:{shard}}}"
+
+
+def shard_lease_key(shard: int) -> str:
+    return f"dg:{{events:{shard}}}:lease"
+
+
+def key_state_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:state"
+
+
+def recent_events_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:events"
+
+
+def flag_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:flag"
 
 
 def load_lua(name: str) -> str:

@@ -9,6 +9,7 @@ from tests.support.processes import (
     start_mock_upstream,
     start_redis,
     start_redis_cluster,
+    start_scorer,
 )
 
 TEST_SECRET = "test-secret-not-for-production"
@@ -73,3 +74,18 @@ def gateway_factory():
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def scorer_factory():
+    """Start `distillguard scorer` processes; all are stopped at the end of the test."""
+    started = []
+
+    def start(config: dict, redis_url: str, **kwargs):
+        scorer = start_scorer(config, redis_url, **kwargs)
+        started.append(scorer)
+        return scorer
+
+    yield start
+    for scorer in started:
+        scorer.stop()

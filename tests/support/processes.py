@@ -244,3 +244,49 @@ def start_gateway(config: dict, *, workers: int = 1, redis_url: str | None = Non
         gateway.stop()
         raise
     return gateway
+
+
+@dataclass
+class ScorerProcess:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a crash."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_scorer(config: dict, redis_url: str, *, name: str, metrics_port: int | None = None) -> ScorerProcess:
+    """`distillguard scorer` with `config` as its YAML file; ready once it has claimed its shards."""
+    workdir = Path(tempfile.mkdtemp(prefix="dg-scorer-"))
+    config_path = workdir / "distillguard.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / "scorer.log"
+    args = ["scorer", "--config", str(config_path), "--redis-url", redis_url, "--name", name]
+    if metrics_port:
+        args += ["--metrics-port", str(metrics_port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(_cli(*args), stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    scorer = ScorerProcess(name, proc, log_path)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scorer exited: {scorer.log()}")
+        return "owns shards" in scorer.log()
+
+    try:
+        wait_until(ready, timeout=30, what=f"scorer {name} running")
+    except Exception:
+        scorer.kill()
+        raise
+    return scorer

@@ -1,0 +1,56 @@
+"""Ladder changes -> what reviewers and the gateway see: the key's flag record, and the
+per-key decision that the admission script enforces.
+
+A decision a person set (`distillguard keys ...`) is never overwritten or lifted here: the
+scorer only replaces decisions it wrote itself (`set_by` starting with `scorer:`).
+"""
+
+from __future__ import annotations
+
+from detectors.ladder import Change
+from detectors.pipeline import Evaluation
+
+from . import metrics
+from .decisions import get_decision, set_decision
+from .flags import write_flag
+
+SET_BY_PREFIX = "scorer:"
+# What a blocked client reads in its 403: which rule fired stays with the reviewers.
+ENFORCED_REASON = "suspected_distillation"
+
+
+async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept: int, throttle_tier: str) -> None:
+    """Record scores, then write each change's flag and decision, in evaluation order."""
+    for evaluation in evaluations:
+        for verdict in evaluation.verdicts:
+            metrics.DETECTOR_SCORE.labels(verdict.detector).observe(verdict.score)
+        change = evaluation.change
+        if change is None:
+            continue
+        metrics.ACTIONS.labels(change.detector, change.action).inc()
+        if change.requests_before_flag == evaluation.requests_seen and change.action != "none":
+            metrics.FLAGS.labels(change.detector).inc()
+        await write_flag(client, change, flags_kept)
+        await decide(client, change, throttle_tier)
+
+
+async def decide(client, change: Change, throttle_tier: str) -> None:
+    """Throttle or block as the ladder says; when it falls back to flag or none, lift the
+    scorer's own throttle or block. Shadow mode and allowlisted keys (`enforce` false) only
+    get their flag."""
+    if not change.enforce:
+        return
+    current = await get_decision(client, change.key_id)
+    if current.action != "allow" and not current.set_by.startswith(SET_BY_PREFIX):
+        return
+    set_by = SET_BY_PREFIX + change.detector
+    note = ", ".join(reason["name"] for reason in change.reasons)
+    if change.action == "block":
+        await set_decision(client, change.key_id, "block", reason=ENFORCED_REASON, note=note,
+                           set_by=set_by, ttl_seconds=change.ttl_seconds)
+    elif change.action == "throttle":
+        await set_decision(client, change.key_id, "throttle", tier=throttle_tier, reason=ENFORCED_REASON,
+                           note=note, set_by=set_by, ttl_seconds=change.ttl_seconds)
+    elif current.action != "allow":
+        await set_decision(client, change.key_id, "allow", note=f"ladder fell to {change.action}",
+                           set_by=set_by, ttl_seconds=change.ttl_seconds)

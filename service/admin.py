@@ -1,0 +1,72 @@
+"""The admin read API for reviewers: flags, and everything the scorer knows about one key.
+
+Every route needs `Authorization: Bearer <admin_token>`, compared in constant time. With no
+token configured the routes do not exist (404), so a gateway never exposes them by
+accident; a missing or wrong token gets 401. Refusals use OpenAI's error JSON, like the
+rest of the gateway.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from detectors.windows import FEATURE_NAMES
+
+from .decisions import get_decision
+from .detection import load_state, recent_events
+from .errors import AdminUnauthorized, NotFound
+from .flags import read_flag, read_flags
+
+KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag")
+
+
+def require_admin(request: Request) -> None:
+    token = request.app.state.gateway.settings.admin_token
+    if not token:
+        raise NotFound("Unknown route; the API is served under /v1/.")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AdminUnauthorized("Admin routes need 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise AdminUnauthorized("The admin token is not valid.")
+
+
+router = APIRouter(prefix="/admin/api", dependencies=[Depends(require_admin)])
+
+
+def _client(request: Request):
+    return request.app.state.gateway.store.client
+
+
+@router.get("/flags")
+async def list_flags(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> dict:
+    """Flagged keys, newest first flag first."""
+    flags = await read_flags(_client(request), limit)
+    return {"flags": [{name: flag.get(name) for name in FLAG_FIELDS} for flag in flags]}
+
+
+@router.get("/keys/{key_id}")
+async def show_key(request: Request, key_id: str) -> dict:
+    """One key: its decision, flag, window features, last verdicts and recent events."""
+    if not KEY_ID.match(key_id):
+        raise NotFound("Not a key_id (16 hex characters); see `distillguard key-id`.")
+    client = _client(request)
+    state = await load_state(client, key_id)
+    window = None
+    if state is not None:
+        window = {
+            "requests_seen": state.window.requests_seen,
+            "features": dict(zip(FEATURE_NAMES, state.window.features())),
+        }
+    return {
+        "key_id": key_id,
+        "decision": (await get_decision(client, key_id)).as_dict(),
+        "flag": await read_flag(client, key_id),
+        "window": window,
+        "last_verdicts": state.last_verdicts if state is not None else [],
+        "recent_events": await recent_events(client, key_id),
+    }

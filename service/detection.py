@@ -1,0 +1,107 @@
+"""Detection wiring shared by the live scorer, the admin API and the offline commands: the
+pipeline built from config, and each key's scorer state as it is kept in Redis.
+
+A key's state lives in one hash, `dg:{key_id}:state` (`state`: the `KeyState` blob,
+`last_event_id`: the newest stream entry counted in it), next to a capped list of its
+recent events' features. Both are written only by `checkpoint.lua`, which refuses a state
+older than the stored one, so a scorer that stalled past its lease cannot undo newer work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+from detectors.features import RequestFeatures
+from detectors.iforest import ForestDetector, ForestModel
+from detectors.ladder import LadderConfig
+from detectors.pipeline import KeyState, Pipeline
+from detectors.rules import RulesDetector, parse_rules
+
+from .config import DetectionConfig, Settings
+from .store import key_state_key, recent_events_key
+
+log = logging.getLogger("distillguard.detection")
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+STATE_TTL_SECONDS = 7 * 86400
+RECENT_EVENTS_KEPT = 50
+FEATURE_FIELDS = tuple(field.name for field in fields(RequestFeatures))
+
+
+def ladder_config(detection: DetectionConfig) -> LadderConfig:
+    ladder = detection.ladder
+    return LadderConfig(
+        throttle_after=ladder.throttle_after, block_after=ladder.block_after, release_after=ladder.release_after,
+        clear_below=ladder.clear_below, action_ttl_seconds=ladder.action_ttl, throttle_tier=ladder.throttle_tier,
+        shadow=ladder.shadow, allowlist=frozenset(ladder.allowlist),
+    )
+
+
+def load_forest(detection: DetectionConfig) -> ForestDetector | None:
+    """The configured model (an error if it cannot load), else the shipped default if
+    present, else None: the rules still run, with a warning."""
+    if detection.model_path:
+        return ForestDetector(ForestModel.load(detection.model_path), detection.iforest_min_requests)
+    if not (DEFAULT_MODEL.with_suffix(".skops").exists() and DEFAULT_MODEL.with_suffix(".json").exists()):
+        log.warning("no isolation-forest model at %s(.skops/.json); running the rules only", DEFAULT_MODEL)
+        return None
+    try:
+        return ForestDetector(ForestModel.load(DEFAULT_MODEL), detection.iforest_min_requests)
+    except Exception as exc:  # a broken default must not stop the rules
+        log.warning("could not load the default model %s (%s); running the rules only", DEFAULT_MODEL, exc)
+        return None
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Rules, forest and ladder from the settings: one construction for live and offline."""
+    detection = settings.detection
+    return Pipeline(RulesDetector(parse_rules(detection.rules)), load_forest(detection), ladder_config(detection))
+
+
+def event_id_key(event_id: str | bytes) -> tuple[int, int]:
+    """A stream id as a sortable pair; `""` (nothing counted yet) sorts first."""
+    if isinstance(event_id, bytes):
+        event_id = event_id.decode()
+    if not event_id:
+        return (-1, -1)
+    ms, _, seq = event_id.partition("-")
+    return (int(ms), int(seq or 0))
+
+
+def event_record(event_id: str, features: RequestFeatures) -> str:
+    """One recent event as the admin API shows it: features only (hashes, no text)."""
+    record = {"event_id": event_id}
+    record.update((name, getattr(features, name)) for name in FEATURE_FIELDS)
+    return json.dumps(record, separators=(",", ":"))
+
+
+async def load_states(client, key_ids: list[str]) -> dict[str, KeyState]:
+    """Each key's checkpointed state, or a new one; one pipelined round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for key_id in key_ids:
+            pipe.hget(key_state_key(key_id), "state")
+        blobs = await pipe.execute()
+    return {key_id: KeyState.from_bytes(blob) if blob else KeyState() for key_id, blob in zip(key_ids, blobs)}
+
+
+async def load_state(client, key_id: str) -> KeyState | None:
+    blob = await client.hget(key_state_key(key_id), "state")
+    return KeyState.from_bytes(blob) if blob else None
+
+
+async def recent_events(client, key_id: str) -> list[dict]:
+    """The key's last events, newest first."""
+    raw = await client.lrange(recent_events_key(key_id), 0, -1)
+    return [json.loads(item) for item in reversed(raw)]
+
+
+def queue_checkpoint(pipe, checkpoint_sha: str, key_id: str, state: KeyState, events: list[str]) -> None:
+    """Adds one key's checkpoint (state + its newest events) to a pipeline."""
+    pipe.evalsha(
+        checkpoint_sha, 2, key_state_key(key_id), recent_events_key(key_id),
+        state.last_event_id, state.to_bytes(), STATE_TTL_SECONDS * 1000, RECENT_EVENTS_KEPT,
+        *events[-RECENT_EVENTS_KEPT:],
+    )

@@ -1,0 +1,123 @@
+"""The gateway appends each finished request's features to a Redis Stream shard chosen by
+its key_id, off the client's path: hashes only, never the raw key or the prompt text."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+import redis
+
+from detectors.features import RequestFeatures, from_fields, to_fields
+from service import metrics
+from service.config import Settings
+from service.events import QUEUE_SIZE, EventSink, shard_of
+from service.proxy import Exchange
+from service.store import event_stream
+from tests.conftest import base_config
+from tests.support.processes import wait_until
+from tests.support.traffic import harvest_request, key_id, send
+
+STREAMS = 4
+
+
+def detection_config(upstream, **detection) -> dict:
+    return base_config(upstream.base_url, detection={"streams": STREAMS, **detection})
+
+
+def stream_entries(url: str) -> dict[int, list[dict]]:
+    client = redis.Redis.from_url(url)
+    try:
+        return {
+            shard: [fields for _, fields in client.xrange(event_stream(shard))]
+            for shard in range(STREAMS)
+        }
+    finally:
+        client.close()
+
+
+def entries_of(entries: dict[int, list[dict]], raw_key: str) -> dict[int, list[dict]]:
+    wanted = key_id(raw_key).encode()
+    found = {shard: [f for f in fields if f[b"key_id"] == wanted] for shard, fields in entries.items()}
+    return {shard: fields for shard, fields in found.items() if fields}
+
+
+def test_finished_requests_reach_the_stream_as_features_without_the_raw_key_or_prompt(
+    gateway_factory, upstream, own_redis
+):
+    gateway = gateway_factory(detection_config(upstream), redis_url=own_redis.url)
+    raw_key = "sk-live-SECRETKEY-0123456789"
+    prompt = "Tell me about the zebra-striped lighthouse of Quillport"
+    body = {"model": "sim", "messages": [{"role": "user", "content": prompt}], "logprobs": True, "top_logprobs": 5}
+    before = time.time()
+    for _ in range(3):
+        response = httpx.post(f"{gateway.base_url}/chat/completions", json=body,
+                              headers={"authorization": f"Bearer {raw_key}", "user-agent": "probe/2.0"}, timeout=10)
+        assert response.status_code == 200
+    wait_until(lambda: sum(map(len, entries_of(stream_entries(own_redis.url), raw_key).values())) == 3,
+               what="three events")
+    entries = stream_entries(own_redis.url)
+    stored = b" ".join(value for fields in entries.values() for f in fields for value in [*f.keys(), *f.values()])
+    for secret in (raw_key, "SECRETKEY", "zebra", "lighthouse", "Quillport", "probe/2.0"):
+        assert secret.encode().lower() not in stored.lower()
+    (fields,) = {shard: f[0] for shard, f in entries_of(entries, raw_key).items()}.values()
+    features = from_fields(fields)
+    assert set(fields) == {name.encode() for name in to_fields(features)}
+    assert features.key_id == key_id(raw_key)
+    assert features.logprobs and features.top_logprobs == 5 and features.status == 200
+    assert features.completion_tokens > 0 and features.prompt_chars == len(prompt)
+    assert before - 1 <= features.ts <= time.time()
+    assert "distillguard_events_appended_total 3.0" in gateway.metrics()
+
+
+def test_each_key_keeps_to_the_one_shard_its_key_id_picks(gateway_factory, upstream, own_redis):
+    gateway = gateway_factory(detection_config(upstream), redis_url=own_redis.url)
+    raw_keys = [f"sk-shard-{i}" for i in range(12)]
+
+    async def traffic():
+        await asyncio.gather(*(send(gateway.base_url, raw, [harvest_request(i) for i in range(5)]) for raw in raw_keys))
+
+    asyncio.run(traffic())
+    wait_until(lambda: sum(len(f) for f in stream_entries(own_redis.url).values()) == 60, what="60 events")
+    entries = stream_entries(own_redis.url)
+    for raw in raw_keys:
+        shards = entries_of(entries, raw)
+        assert list(shards) == [shard_of(key_id(raw), STREAMS)]
+        assert len(shards[shard_of(key_id(raw), STREAMS)]) == 5
+    assert len({shard_of(key_id(raw), STREAMS) for raw in raw_keys}) > 1
+
+
+def test_a_redis_outage_drops_events_with_a_metric_and_never_fails_a_request(gateway_factory, upstream, own_redis):
+    gateway = gateway_factory(detection_config(upstream), redis_url=own_redis.url)
+    own_redis.stop()
+    for i in range(3):
+        response = httpx.post(f"{gateway.base_url}/chat/completions", json=harvest_request(i),
+                              headers={"x-api-key": "sk-outage"}, timeout=10)
+        assert response.status_code == 200
+    wait_until(lambda: 'distillguard_events_dropped_total{reason="redis_error"}' in gateway.metrics(),
+               what="drop metric")
+    assert "detection events dropped" in gateway.log()
+
+
+def _exchange(i: int) -> Exchange:
+    return Exchange("POST", "/v1/chat/completions", "/chat/completions", "/v1/chat/completions", "0123456789abcdef",
+                    "127.0.0.1", [(b"user-agent", b"t")], b"{}", harvest_request(i), 0.0, received_at=1.0,
+                    status=200, finished=0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_full_queue_drops_the_newest_events_and_counts_them():
+    class NoStore:
+        client = None
+
+    sink = EventSink(NoStore(), Settings(), b"salt")  # never started: nothing drains the queue
+    dropped = metrics.EVENTS_DROPPED.labels("queue_full")
+    before = dropped._value.get()
+    for i in range(QUEUE_SIZE + 3):
+        sink.listen(_exchange(i % 7))
+    assert sink.queue.qsize() == QUEUE_SIZE
+    assert dropped._value.get() - before == 3
+    shard, fields = sink.queue.get_nowait()
+    assert isinstance(from_fields(fields), RequestFeatures) and shard == shard_of("0123456789abcdef", 8)

@@ -1,0 +1,146 @@
+"""Distillation harvesters: scripts that collect a teacher model's answers, reasoning or
+logprobs as training data for a student model.
+
+Each function simulates one key: `(rng, key, start_ts, duration_s, params)` -> records in
+ts order. Every key draws its own rate, timing, wrapper and lengths from `rng` within
+the ranges in `params` (defaults in scenarios.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+
+from . import prompts, vocabulary as words
+from .records import CHAT_MODELS, REASONING_MODELS, SCRIPT_AGENTS, Client, chat_body, documentation_ip, user
+from .timing import human_gap, next_opening, poisson_arrivals, regular_arrivals
+
+
+def _script(rng: random.Random, key: str) -> Client:
+    """A harvesting script on one cloud machine."""
+    return Client(key, documentation_ip(rng), rng.choice(SCRIPT_AGENTS), rng.uniform(40, 90))
+
+
+def _style(rng: random.Random) -> dict:
+    """How one harvester asks: model, length cap, sampling and the wrapper around each task."""
+    return {
+        "model": rng.choice(CHAT_MODELS),
+        "max_tokens": rng.choice((2048, 3072, 4000, 4096)),
+        "temperature": rng.choice((0.7, 0.8, 1.0)),
+        "n": rng.choice((None, None, None, None, None, 2, 3)),
+        "wrapper": rng.choice(prompts.HARVEST_WRAPPERS),
+        "bootstrap_share": rng.choice((0.0, 0.05, 0.2)),
+    }
+
+
+def _harvest(rng: random.Random, client: Client, ts: float, style: dict, text: str | None = None) -> dict:
+    """One harvesting request: a task to answer at length, or (Alpaca's bootstrap step) a
+    request for twenty new tasks."""
+    completion = int(rng.triangular(300, 1500, 700))
+    if text is None and rng.random() < style["bootstrap_share"]:
+        text, completion = prompts.generation_prompt(rng, code=rng.random() < 0.2), rng.randint(1200, 3000)
+    elif text is None:
+        text = prompts.harvest_prompt(rng, style["wrapper"])
+    body = chat_body(style["model"], [user(text)], max_tokens=style["max_tokens"],
+                     temperature=style["temperature"], n=style["n"])
+    return client.request(rng, ts, body, completion)
+
+
+def burst_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Self-instruct harvesting at full speed: one script, clock-regular requests a fraction of a second apart."""
+    client, style = _script(rng, key), _style(rng)
+    rate = rng.uniform(*params["rate_per_s"])
+    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.005, 0.05)):
+        yield _harvest(rng, client, ts, style)
+
+
+def low_and_slow(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """The same harvesting kept far under every limit: one to three requests a minute, day and night."""
+    client, style = _script(rng, key), _style(rng)
+    per_minute = rng.uniform(*params["per_minute"])
+    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 60.0 / per_minute, rng.uniform(0.1, 0.4)):
+        yield _harvest(rng, client, ts, style)
+
+
+def reasoning_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Harvesting reasoning traces: diverse tasks that ask for step-by-step thinking, in several languages."""
+    client = _script(rng, key)
+    languages = rng.sample(prompts.REASONING_LANGUAGES, rng.randint(1, 3))
+    reasoning_model = rng.random() < 0.5
+    model = rng.choice(REASONING_MODELS if reasoning_model else CHAT_MODELS)
+    rate = rng.uniform(*params["rate_per_s"])
+    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.05, 0.3)):
+        text = prompts.reasoning_prompt(rng, rng.choice(languages))
+        if reasoning_model:
+            body = chat_body(model, [user(text)], max_completion_tokens=8192, reasoning_effort="high")
+        else:
+            body = chat_body(model, [user(text)], max_tokens=4096, temperature=0.6)
+        yield client.request(rng, ts, body, int(rng.triangular(500, 2500, 1100)))
+
+
+def logprob_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Harvesting the teacher's token distributions: logprobs with many alternatives, one to five tokens per prompt."""
+    client = _script(rng, key)
+    model, temperature = rng.choice(CHAT_MODELS), rng.choice((0.0, 1.0))
+    top_logprobs, max_tokens = rng.randint(5, 20), rng.randint(1, 5)
+    rate = rng.uniform(*params["rate_per_s"])
+    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.01, 0.2)):
+        text = prompts.harvest_prompt(rng, rng.choice(prompts.HARVEST_WRAPPERS))
+        body = chat_body(model, [user(text)], max_tokens=max_tokens, temperature=temperature,
+                         logprobs=True, top_logprobs=top_logprobs)
+        yield client.request(rng, ts, body, max_tokens)
+
+
+def topic_sweep(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Systematic coverage: one 'Explain {topic} to {audience}' template walked through a topic list in order."""
+    client, style = _script(rng, key), _style(rng)
+    audiences = rng.sample(words.AUDIENCES, rng.randint(2, 5))
+    first = rng.randrange(len(words.TOPICS))
+    rate = rng.uniform(*params["rate_per_s"])
+    arrivals = regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.02, 0.3))
+    for step, ts in enumerate(arrivals):
+        lap, position = divmod(step, len(words.TOPICS))
+        topic = words.TOPICS[(first + position) % len(words.TOPICS)]
+        aspects = words.ASPECTS[(step // 7) % len(words.ASPECTS)]
+        text = prompts.sweep_prompt(topic, audiences[lap % len(audiences)], aspects)
+        yield _harvest(rng, client, ts, style, text)
+
+
+def paraphrase_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Template evasion: every request reworded (opening, verb, extras, order), still single-turn and long-answer."""
+    client, style = _script(rng, key), _style(rng)
+    rate = rng.uniform(*params["rate_per_s"])
+    for ts in poisson_arrivals(rng, start_ts, start_ts + duration_s, rate):
+        yield _harvest(rng, client, ts, style, prompts.paraphrased_prompt(rng))
+
+
+def human_timing_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """Harvesting disguised as a person: only in waking hours of one time zone, with log-normal gaps and breaks."""
+    client, style = _script(rng, key), _style(rng)
+    offset = rng.choice((-8, -5, -3, 0, 1, 2, 3, 5, 8, 9))
+    wake, sleep = rng.uniform(7, 9.5), rng.uniform(22, 24)
+    median_gap = rng.uniform(*params["median_gap_s"])
+    end = start_ts + duration_s
+    ts = next_opening(start_ts, offset, wake, sleep)
+    while ts < end:
+        yield _harvest(rng, client, ts, style)
+        ts += human_gap(rng, median_gap, 0.9)
+        if rng.random() < 0.03:
+            ts += rng.uniform(300, 2700)
+        woke = next_opening(ts, offset, wake, sleep)
+        ts = woke if woke == ts else woke + rng.uniform(0, 1800)
+
+
+def hydra_network(rng: random.Random, params: Mapping) -> dict:
+    """What one hydra network's keys share: the template family and the script's settings."""
+    return {"family": rng.randrange(prompts.FAMILY_COUNT), "style": _style(rng), "user_agent": rng.choice(SCRIPT_AGENTS)}
+
+
+def hydra(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+    """One harvesting job spread over many keys and addresses, each key far under its limits."""
+    network = params["group"]
+    client = Client(key, documentation_ip(rng, v6_share=0.3), network["user_agent"], rng.uniform(40, 90))
+    per_minute = rng.uniform(*params["per_minute"])
+    joined = start_ts + rng.uniform(0, min(3600.0, duration_s / 4))
+    for ts in poisson_arrivals(rng, joined, start_ts + duration_s, per_minute / 60.0):
+        yield _harvest(rng, client, ts, network["style"], prompts.family_prompt(rng, network["family"]))

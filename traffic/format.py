@@ -1,0 +1,310 @@
+"""The traffic file: JSON Lines, one finished request a line, in `ts` order.
+
+The gateway's recorder writes it, the simulator writes it, and `train`, `score` and replay
+read it, so one reader validates every line and names the file, line and field of the
+first thing wrong. Reading streams line by line (plain or gzip), so a file of any size
+costs the memory of one line. See docs/traffic-format.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import ipaddress
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import IO
+
+__all__ = ["TrafficRecord", "TrafficFormatError", "TrafficWriter", "read_traffic", "write_record", "LABELS"]
+
+LABELS = frozenset({"benign", "attack"})
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+FIELDS = frozenset({
+    "ts", "key", "key_id", "ip", "method", "path", "headers", "body", "label", "scenario",
+    "status", "latency_ms", "usage",
+})
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+TS_TOLERANCE_S = 1.0
+GZIP_MAGIC = b"\x1f\x8b"
+_HEX = frozenset("0123456789abcdef")
+
+KeyIdOf = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRecord:
+    """One finished request as detectors see it: the raw key is already a key_id."""
+
+    ts: float
+    key_id: str
+    ip: str
+    method: str
+    path: str
+    headers: dict = field(default_factory=dict)
+    body: dict | None = None
+    label: str | None = None
+    scenario: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    usage: dict | None = None
+
+    def to_dict(self) -> dict:
+        """The line this record is written as; absent optional fields are left out."""
+        return {name: value for name, value in asdict(self).items() if value is not None and value != {}}
+
+
+class TrafficFormatError(ValueError):
+    """A line that is not a valid traffic record; says where and which field."""
+
+    def __init__(self, source: str, line: int, field_name: str | None, problem: str) -> None:
+        self.source = source
+        self.line = line
+        self.field = field_name
+        where = f"{source}:{line}"
+        super().__init__(f"{where}: field '{field_name}': {problem}" if field_name else f"{where}: {problem}")
+
+
+class _Invalid(Exception):
+    """Raised by the field checks; `read_traffic` adds the file and line."""
+
+    def __init__(self, field_name: str | None, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field_name
+        self.problem = problem
+
+
+def read_traffic(path_or_file: str | os.PathLike | IO, key_id_of: KeyIdOf | None = None) -> Iterator[TrafficRecord]:
+    """Validated records of a traffic file, one at a time, in file order.
+
+    `key_id_of(raw_key) -> key_id` turns a line's raw `key` into the key_id everything else
+    uses (pass the gateway's hasher so simulated keys match live ones); without it a line
+    with a raw key is an error. Raises `TrafficFormatError` at the first invalid line.
+    """
+    if isinstance(path_or_file, str | os.PathLike):
+        source = os.fspath(path_or_file)
+        with open(path_or_file, "rb") as raw:
+            yield from _read_lines(_maybe_gunzip(raw), source, key_id_of)
+    else:
+        source = getattr(path_or_file, "name", None) or "<stream>"
+        yield from _read_lines(_maybe_gunzip(path_or_file), str(source), key_id_of)
+
+
+def _maybe_gunzip(handle: IO) -> IO:
+    """Gzip is recognised by its magic bytes, not the file name."""
+    peek = getattr(handle, "peek", None)
+    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+        return io.BufferedReader(gzip.GzipFile(fileobj=handle, mode="rb"), buffer_size=1 << 16)
+    return handle
+
+
+def _read_lines(lines: IO, source: str, key_id_of: KeyIdOf | None) -> Iterator[TrafficRecord]:
+    latest = -math.inf
+    loads = json.loads
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except ValueError as error:
+            raise TrafficFormatError(source, number, None, f"not valid JSON ({error})") from None
+        try:
+            record = _record(obj, key_id_of)
+        except _Invalid as invalid:
+            raise TrafficFormatError(source, number, invalid.field, invalid.problem) from None
+        ts = record.ts
+        if ts < latest - TS_TOLERANCE_S:
+            raise TrafficFormatError(
+                source, number, "ts", f"goes back {latest - ts:.3f} s (an earlier line has {latest}); lines must be in ts order"
+            )
+        if ts > latest:
+            latest = ts
+        yield record
+
+
+def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
+    if type(obj) is not dict:
+        raise _Invalid(None, f"must be a JSON object, not {type(obj).__name__}")
+    if not obj.keys() <= FIELDS:
+        unknown = sorted(obj.keys() - FIELDS)
+        raise _Invalid(unknown[0], "unknown field")
+    get = obj.get
+    headers = get("headers")
+    body = get("body")
+    label = get("label")
+    scenario = get("scenario")
+    status = get("status")
+    latency_ms = get("latency_ms")
+    usage = get("usage")
+    return TrafficRecord(
+        ts=_ts(get("ts")),
+        key_id=_key_id(obj, key_id_of),
+        ip=_ip(get("ip")),
+        method=_method(get("method")),
+        path=_path(get("path")),
+        headers={} if headers is None else _headers(headers),
+        body=None if body is None else _object("body", body),
+        label=None if label is None else _label(label),
+        scenario=None if scenario is None else _string("scenario", scenario),
+        status=None if status is None else _status(status),
+        latency_ms=None if latency_ms is None else _non_negative("latency_ms", latency_ms),
+        usage=None if usage is None else _usage(usage),
+    )
+
+
+def _ts(value: object) -> float:
+    if value is None:
+        raise _Invalid("ts", "missing")
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise _Invalid("ts", "must be a number")
+    if not 0 <= value < math.inf:
+        raise _Invalid("ts", "must be a finite number of Unix seconds, not negative")
+    return float(value)
+
+
+def _key_id(obj: dict, key_id_of: KeyIdOf | None) -> str:
+    raw, key_id = obj.get("key"), obj.get("key_id")
+    if raw is not None and key_id is not None:
+        raise _Invalid("key", "both 'key' and 'key_id' given; a line carries exactly one")
+    if key_id is not None:
+        if type(key_id) is not str or len(key_id) != 16 or not _HEX.issuperset(key_id):
+            raise _Invalid("key_id", "must be 16 lowercase hex characters")
+        return key_id
+    if raw is None:
+        raise _Invalid("key_id", "missing (give 'key_id', or a raw 'key')")
+    if type(raw) is not str or not raw:
+        raise _Invalid("key", "must be a non-empty string")
+    if key_id_of is None:
+        raise _Invalid("key", "raw key given but no key_id_of function to hash it")
+    return key_id_of(raw)
+
+
+def _ip(value: object) -> str:
+    if value is None:
+        raise _Invalid("ip", "missing")
+    if type(value) is not str or not _is_ip(value):
+        raise _Invalid("ip", "must be an IPv4 or IPv6 address")
+    return value
+
+
+@lru_cache(maxsize=65536)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _method(value: object) -> str:
+    if value is None:
+        raise _Invalid("method", "missing")
+    if type(value) is not str or value not in METHODS:
+        raise _Invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
+    return value
+
+
+def _path(value: object) -> str:
+    if value is None:
+        raise _Invalid("path", "missing")
+    if type(value) is not str or not value.startswith("/"):
+        raise _Invalid("path", "must be a string starting with '/'")
+    return value
+
+
+def _headers(value: object) -> dict:
+    if type(value) is not dict:
+        raise _Invalid("headers", "must be an object of header name -> string")
+    for name, text in value.items():
+        if type(text) is not str:
+            raise _Invalid("headers", f"value of {name!r} must be a string")
+    if any(name != name.lower() for name in value):
+        return {name.lower(): text for name, text in value.items()}
+    return value
+
+
+def _object(name: str, value: object) -> dict:
+    if type(value) is not dict:
+        raise _Invalid(name, "must be a JSON object or null")
+    return value
+
+
+def _label(value: object) -> str:
+    if type(value) is not str or value not in LABELS:
+        raise _Invalid("label", "must be 'benign', 'attack' or null")
+    return value
+
+
+def _string(name: str, value: object) -> str:
+    if type(value) is not str:
+        raise _Invalid(name, "must be a string or null")
+    return value
+
+
+def _status(value: object) -> int:
+    if type(value) is not int or not 100 <= value <= 599:
+        raise _Invalid("status", "must be an HTTP status code (integer 100-599)")
+    return value
+
+
+def _non_negative(name: str, value: object) -> float:
+    kind = type(value)
+    if (kind is not float and kind is not int) or not 0 <= value < math.inf:
+        raise _Invalid(name, "must be a non-negative number")
+    return float(value)
+
+
+def _usage(value: object) -> dict:
+    if type(value) is not dict:
+        raise _Invalid("usage", "must be an object with prompt_tokens and completion_tokens")
+    for name in USAGE_COUNTS:
+        count = value.get(name)
+        if type(count) is not int or count < 0:
+            raise _Invalid("usage", f"'{name}' must be a non-negative integer")
+    return value
+
+
+def write_record(handle: IO[str], record: Mapping | TrafficRecord) -> None:
+    """Appends one record as one compact JSON line (UTF-8 text kept as is, not escaped)."""
+    if isinstance(record, TrafficRecord):
+        record = record.to_dict()
+    handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    handle.write("\n")
+
+
+class TrafficWriter:
+    """Writes a traffic file, gzip-compressed when the name ends in `.gz`.
+
+    Gzip output carries no timestamp, so one seed always gives the same bytes.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self.records_written = 0
+        if self.path.endswith(".gz"):
+            binary = gzip.GzipFile(self.path, mode="wb", compresslevel=6, mtime=0)
+            self._handle: IO[str] = io.TextIOWrapper(binary, encoding="utf-8", newline="\n")
+        else:
+            self._handle = open(self.path, "w", encoding="utf-8", newline="\n")
+
+    def write(self, record: Mapping | TrafficRecord) -> None:
+        write_record(self._handle, record)
+        self.records_written += 1
+
+    def write_all(self, records) -> int:
+        for record in records:
+            self.write(record)
+        return self.records_written
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> TrafficWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,106 @@
+"""Named, labelled traffic scenarios and the seeded generator that mixes them.
+
+`generate({"burst_harvester": 2, "heavy_developer": 20}, hours=24, seed=1)` yields traffic
+records (raw keys `sk-sim-<scenario>-<n>`) of every key merged in ts order, each labelled
+with its scenario, so detectors can be trained and scored against ground truth. The same
+arguments always give the same records; memory holds one pending record per key.
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from . import attacks, honest
+
+ATTACK, BENIGN = "attack", "benign"
+DEFAULT_START_TS = 1732492800.0  # Monday 25 November 2024, 00:00 UTC
+
+ScenarioRun = Callable[[random.Random, str, float, float, Mapping], Iterator[dict]]
+GroupDraw = Callable[[random.Random, Mapping], dict]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of client: how a key behaves (`run`), its ground-truth label, the ranges its
+    keys draw their habits from, and, for groups of keys acting together, what they share."""
+
+    run: ScenarioRun
+    label: str
+    params: Mapping = field(default_factory=dict)
+    group: GroupDraw | None = None
+    group_size_param: str | None = None
+
+    @property
+    def description(self) -> str:
+        """The real practice the scenario models (first line of its docstring)."""
+        return (self.run.__doc__ or "").strip().splitlines()[0]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "burst_harvester": Scenario(attacks.burst_harvester, ATTACK, {"rate_per_s": (0.5, 4.0)}),
+    "low_and_slow": Scenario(attacks.low_and_slow, ATTACK, {"per_minute": (1.0, 3.0)}),
+    "reasoning_harvester": Scenario(attacks.reasoning_harvester, ATTACK, {"rate_per_s": (0.05, 0.5)}),
+    "logprob_harvester": Scenario(attacks.logprob_harvester, ATTACK, {"rate_per_s": (0.5, 5.0)}),
+    "topic_sweep": Scenario(attacks.topic_sweep, ATTACK, {"rate_per_s": (0.05, 1.0)}),
+    "paraphrase_harvester": Scenario(attacks.paraphrase_harvester, ATTACK, {"rate_per_s": (0.05, 0.5)}),
+    "human_timing_harvester": Scenario(attacks.human_timing_harvester, ATTACK, {"median_gap_s": (15.0, 90.0)}),
+    "hydra": Scenario(attacks.hydra, ATTACK, {"network_size": 20, "per_minute": (0.5, 4.0)},
+                      group=attacks.hydra_network, group_size_param="network_size"),
+    "heavy_developer": Scenario(honest.heavy_developer, BENIGN),
+    "support_chatbot": Scenario(honest.support_chatbot, BENIGN, {"chats_per_day": (2000.0, 8000.0)}),
+    "rag_service": Scenario(honest.rag_service, BENIGN, {"queries_per_day": (500.0, 5000.0)}),
+    "batch_document_job": Scenario(honest.batch_document_job, BENIGN,
+                                   {"gap_s": (0.5, 3.0), "chunks_per_run": (1000, 5000)}),
+    "benchmark_run": Scenario(honest.benchmark_run, BENIGN),
+    "office_nat": Scenario(honest.office_nat, BENIGN, {"office_size": 12, "chats_per_day": (3.0, 30.0)},
+                           group=honest.office_nat_office, group_size_param="office_size"),
+    "casual_user": Scenario(honest.casual_user, BENIGN, {"chats_per_day": (1.0, 12.0)}),
+}
+
+
+def generate(
+    scenarios: Mapping[str, int],
+    hours: float,
+    seed: int,
+    *,
+    start_ts: float = DEFAULT_START_TS,
+    params: Mapping[str, Mapping] | None = None,
+) -> Iterator[dict]:
+    """Labelled records of `scenarios` (name -> number of keys) over `hours`, in ts order.
+
+    Each key draws from its own `random.Random(f"{seed}:{name}:{index}")`, so adding a
+    scenario never changes another's keys. `params` overrides a scenario's defaults, e.g.
+    `{"hydra": {"network_size": 50}}`. Group scenarios (hydra, office_nat) split their keys
+    into groups of `network_size` / `office_size` that share a template or an address.
+    """
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    duration_s = hours * 3600.0
+    streams = []
+    for name, key_count in scenarios.items():
+        scenario = SCENARIOS[name]
+        settings = {**scenario.params, **(params or {}).get(name, {})}
+        groups: dict[int, dict] = {}
+        for index in range(key_count):
+            key_settings = settings
+            if scenario.group is not None:
+                number = index // max(1, int(settings[scenario.group_size_param]))
+                if number not in groups:
+                    groups[number] = scenario.group(random.Random(f"{seed}:{name}:group:{number}"), settings)
+                key_settings = {**settings, "group": groups[number]}
+            records = scenario.run(random.Random(f"{seed}:{name}:{index}"), f"sk-sim-{name}-{index}",
+                                   start_ts, duration_s, key_settings)
+            streams.append(_labelled(records, scenario.label, name))
+    return heapq.merge(*streams, key=operator.itemgetter("ts"))
+
+
+def _labelled(records: Iterator[dict], label: str, name: str) -> Iterator[dict]:
+    for record in records:
+        record["label"] = label
+        record["scenario"] = name
+        yield record

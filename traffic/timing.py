@@ -1,0 +1,106 @@
+"""When simulated clients send: scripts tick like clocks, people follow the day.
+
+Times are Unix seconds; local time is UTC plus a whole-hour offset, enough for working
+hours and sleep without a time-zone database.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
+def local_hour(ts: float, utc_offset_h: int) -> float:
+    return (ts / HOUR_S + utc_offset_h) % 24.0
+
+
+def is_weekday(ts: float, utc_offset_h: int) -> bool:
+    """Monday to Friday in local time (1 January 1970 was a Thursday)."""
+    return (int((ts + utc_offset_h * HOUR_S) // DAY_S) + 3) % 7 < 5
+
+
+def within_hours(ts: float, utc_offset_h: int, first_h: float, last_h: float, weekdays_only: bool = False) -> bool:
+    if weekdays_only and not is_weekday(ts, utc_offset_h):
+        return False
+    return first_h <= local_hour(ts, utc_offset_h) < last_h
+
+
+def next_opening(ts: float, utc_offset_h: int, first_h: float, last_h: float, weekdays_only: bool = False) -> float:
+    """`ts` if it falls within the daily hours [first_h, last_h), else when they next begin."""
+    if within_hours(ts, utc_offset_h, first_h, last_h, weekdays_only):
+        return ts
+    day_start = ts - local_hour(ts, utc_offset_h) * HOUR_S
+    opening = day_start + first_h * HOUR_S
+    if opening <= ts:
+        opening += DAY_S
+    while weekdays_only and not is_weekday(opening, utc_offset_h):
+        opening += DAY_S
+    return opening
+
+
+def next_local_time(ts: float, utc_offset_h: int, hour: float) -> float:
+    """The first moment at or after `ts` when the local clock shows `hour` (a cron schedule)."""
+    moment = ts - local_hour(ts, utc_offset_h) * HOUR_S + hour * HOUR_S
+    return moment if moment >= ts else moment + DAY_S
+
+
+def diurnal_factor(ts: float, utc_offset_h: int, night_share: float = 0.15) -> float:
+    """Relative activity over a local day: lowest at 04:00, highest at 16:00, never below `night_share`."""
+    phase = 2 * math.pi * (local_hour(ts, utc_offset_h) - 4.0) / 24.0
+    return night_share + (1 - night_share) * (0.5 - 0.5 * math.cos(phase))
+
+
+def poisson_arrivals(
+    rng: random.Random, start: float, end: float, peak_rate: float, factor: Callable[[float], float] = lambda ts: 1.0
+) -> Iterator[float]:
+    """Arrivals of a Poisson process whose rate is `peak_rate * factor(ts)` (thinning)."""
+    ts = start
+    while True:
+        ts += rng.expovariate(peak_rate)
+        if ts >= end:
+            return
+        if rng.random() < factor(ts):
+            yield ts
+
+
+def regular_arrivals(rng: random.Random, start: float, end: float, gap_s: float, jitter: float) -> Iterator[float]:
+    """A script's clock: gaps of `gap_s`, varying by a relative `jitter` (0.02 = 2 %)."""
+    ts = start + rng.uniform(0, gap_s)
+    while ts < end:
+        yield ts
+        ts += gap_s * max(0.05, 1.0 + rng.gauss(0.0, jitter))
+
+
+def human_gap(rng: random.Random, median_s: float, sigma: float = 1.0) -> float:
+    """A person's pause between requests: log-normal, mostly short, sometimes long."""
+    return median_s * math.exp(rng.gauss(0.0, sigma))
+
+
+def interleave_sessions(sessions: Iterable[Iterator[dict]]) -> Iterator[dict]:
+    """One ts-ordered stream from overlapping sessions (chats, benchmark questions) that
+    start in ts order; only the sessions still running are held in memory."""
+    running: list = []
+    order = itertools.count()
+    for session in sessions:
+        first = next(session, None)
+        if first is None:
+            continue
+        while running and running[0][0] <= first["ts"]:
+            yield _advance(running, order)
+        heapq.heappush(running, (first["ts"], next(order), first, session))
+    while running:
+        yield _advance(running, order)
+
+
+def _advance(running: list, order: itertools.count) -> dict:
+    _, _, record, session = heapq.heappop(running)
+    following = next(session, None)
+    if following is not None:
+        heapq.heappush(running, (following["ts"], next(order), following, session))
+    return record
