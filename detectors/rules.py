@@ -37,7 +37,7 @@ DEFAULT_RULES: dict[str, dict] = {
         "description": "many different single-turn tasks, each a short instruction for a long answer",
         "min_requests": 40,
         "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
-                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5"],
+                 "completion_to_prompt_ratio >= 8", "max_tokens_log_mean >= 7"],
     },
 }
 

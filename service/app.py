@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import admin, metrics
 from .config import Settings, load_settings
 from .errors import GatewayError, error_body
+from .events import EventSink
 from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
-from .events import EventSink
 from .proxy import Proxy
 from .scorer import Scorer, default_name
 from .store import Store, connect
@@ -105,8 +105,8 @@ def build_api(state: GatewayState) -> FastAPI:
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return openai_error(400, f"{where}: {first.get('msg', 'invalid')}", "invalid_request_error", "invalid_request")
+        message = f"{'.'.join(str(part) for part in first.get('loc', ()))}: {first.get('msg', 'invalid')}"
+        return openai_error(400, message, "invalid_request_error", "invalid_request")
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

@@ -21,7 +21,7 @@ from detectors.pipeline import KeyState, Pipeline
 from detectors.rules import RulesDetector, parse_rules
 
 from .config import DetectionConfig, Settings
-from .store import key_state_key, recent_events_key
+from .store import key_state_key, queue_evalsha, recent_events_key
 
 log = logging.getLogger("distillguard.detection")
 
@@ -100,8 +100,8 @@ async def recent_events(client, key_id: str) -> list[dict]:
 
 def queue_checkpoint(pipe, checkpoint_sha: str, key_id: str, state: KeyState, events: list[str]) -> None:
     """Adds one key's checkpoint (state + its newest events) to a pipeline."""
-    pipe.evalsha(
-        checkpoint_sha, 2, key_state_key(key_id), recent_events_key(key_id),
-        state.last_event_id, state.to_bytes(), STATE_TTL_SECONDS * 1000, RECENT_EVENTS_KEPT,
-        *events[-RECENT_EVENTS_KEPT:],
+    queue_evalsha(
+        pipe, checkpoint_sha, [key_state_key(key_id), recent_events_key(key_id)],
+        [state.last_event_id, state.to_bytes(), STATE_TTL_SECONDS * 1000, RECENT_EVENTS_KEPT,
+         *events[-RECENT_EVENTS_KEPT:]],
     )

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError, RedisError
 from . import metrics
 from .config import LimitsConfig, Settings, TierLimits
 from .errors import KeyBlocked, LimiterUnavailable, RateLimited, UnknownKey
-from .store import MAX_CONNECTIONS, KeyNames, Store, ip_log_key
+from .store import MAX_CONNECTIONS, KeyNames, Store, ip_log_key, queue_evalsha
 
 log = logging.getLogger("distillguard.limits")
 
@@ -221,7 +221,7 @@ class Limiter:
                 for attempt in range(2):
                     async with self.store.client.pipeline(transaction=False) as pipe:
                         for keys, args in batch:
-                            pipe.evalsha(script.sha, len(keys), *keys, *args)
+                            queue_evalsha(pipe, script.sha, keys, args)
                         results = await pipe.execute(raise_on_error=False)
                     if not any(isinstance(result, NoScriptError) for result in results):
                         break

@@ -63,7 +63,7 @@ EVENTS_DROPPED = Counter(
 )
 EVENTS_CONSUMED = Counter(
     "distillguard_events_consumed_total",
-    "Stream entries the scorer took in: counted in a key's window, or already counted (replayed).",
+    "Stream entries the scorer took in: counted in a key's window, already counted (replayed), or unreadable.",
     ["outcome"],
 )
 STREAM_LAG = Gauge(

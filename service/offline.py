@@ -161,3 +161,26 @@ def _apply(evaluations, report: ScoreReport) -> None:
             outcome.flagged_at_ts = change.first_flagged_at
         outcome.flag = change.flag()
 
+
+
+def format_summary(summary: dict) -> str:
+    """The per-scenario table a reviewer reads first."""
+    lines = [
+        f"requests {summary['requests']}, keys {summary['keys']}, flagged {summary['flagged_keys']}; "
+        f"precision {summary['precision']}, recall {summary['recall']}, "
+        f"false-positive rate {summary['false_positive_rate']}",
+        "",
+        f"{'scenario':<26} {'label':<7} {'keys':>6} {'flagged':>8} {'rate':>7} {'ttd req p50':>12} {'p90':>6} {'ttd s p50':>10}",
+    ]
+    for name, row in summary["scenarios"].items():
+        rate = row.get("recall", row.get("false_positive_rate"))
+        lines.append(
+            f"{name:<26} {row['label']:<7} {row['keys']:>6} {row['flagged']:>8} {rate:>7.3f} "
+            f"{_dash(row['ttd_requests_median']):>12} {_dash(row['ttd_requests_p90']):>6} "
+            f"{_dash(row['ttd_seconds_median']):>10}"
+        )
+    return "\n".join(lines)
+
+
+def _dash(value) -> str:
+    return "-" if value is None else f"{value:g}"

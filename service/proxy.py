@@ -300,12 +300,14 @@ class Proxy:
         return prompt + (accountant.content_events if accountant else 0)
 
     async def _account(self, exchange: Exchange, tokens_used: int) -> None:
-        await self.limiter.settle(exchange.admission, tokens_used)
-        for listener in self.on_finished:
-            try:
-                listener(exchange)
-            except Exception:  # a listener's bug must not break accounting
-                log.exception("request listener failed")
+        try:
+            await self.limiter.settle(exchange.admission, tokens_used)
+        finally:  # listeners (detection) hear of every request, whatever befell accounting
+            for listener in self.on_finished:
+                try:
+                    listener(exchange)
+                except Exception:  # a listener's bug must not break accounting
+                    log.exception("request listener failed")
 
     async def renew_leases_forever(self) -> None:
         """Every third of a lease, extend the leases of requests still running."""

@@ -2,8 +2,9 @@
 
 How several scorers share the shards, and why each event counts exactly once:
 
-- Membership. Each scorer heartbeats in `dg:scorers` (a ZSET scored by expiry time). With N
-  live scorers sorted by name, scorer r owns the shards s with s % N == r.
+- Membership. Each scorer heartbeats in `dg:scorers` (a ZSET scored by expiry time, on the
+  scorer's own clock: keep hosts in NTP sync). With N live scorers sorted by name, scorer r
+  owns the shards s with s % N == r.
 - Leases. A scorer works on a shard only while it holds the shard's lease
   (`lease_take.lua`, renewed every quarter lease, checked again before each commit). Owners
   disagree for a moment while membership changes; the lease settles it. A lease taken anew
@@ -82,10 +83,19 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _key_of(fields: dict) -> str:
+    raw = fields.get(b"key_id", b"")
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return ""
+
+
 @dataclass(slots=True)
 class ScoredBatch:
     records: dict[str, list[tuple[str, RequestFeatures]]]  # key_id -> newly counted events, oldest first
-    skipped: int
+    replayed: int  # already counted in the key's checkpoint
+    malformed: int  # unreadable entries, acknowledged and dropped rather than retried forever
     evaluations: list[Evaluation]
 
 
@@ -121,7 +131,7 @@ class Scorer:
                     await self._heartbeat()
                     if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_SECONDS:
                         await self._refresh_gauges()
-                except (RedisError, OSError, TimeoutError) as exc:
+                except Exception as exc:  # keep heartbeating: the leases say who works
                     self.report_error("heartbeat", exc)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), self.heartbeat_seconds)
@@ -186,11 +196,14 @@ class Scorer:
         log.info("scorer %s stopped", self.name)
 
     def report_error(self, stage: str, exc: BaseException) -> None:
+        """Count every failure; log at most one every 5 s (with a traceback if unexpected)."""
         metrics.SCORER_ERRORS.labels(stage).inc()
         now = time.monotonic()
         if now - self._last_error_log >= 5.0:
             self._last_error_log = now
-            log.warning("scorer %s: %s failed (%s: %s)", self.name, stage, type(exc).__name__, exc)
+            expected = isinstance(exc, (RedisError, OSError, TimeoutError, LeaseLost))
+            log.warning("scorer %s: %s failed (%s: %s)", self.name, stage, type(exc).__name__, exc,
+                        exc_info=None if expected else exc)
 
 
 class ShardWorker:
@@ -226,7 +239,7 @@ class ShardWorker:
             while not self.stopping:
                 try:
                     await self._step()
-                except (RedisError, OSError, TimeoutError, LeaseLost) as exc:
+                except Exception as exc:  # a worker that died would silently stall its shard
                     self._reset()
                     self.scorer.report_error("lease" if isinstance(exc, LeaseLost) else "batch", exc)
                     await asyncio.sleep(ERROR_BACKOFF_SECONDS)
@@ -256,10 +269,10 @@ class ShardWorker:
         """Commit what was counted, then free the shard for its next owner."""
         if not self.held:
             return
-        with contextlib.suppress(RedisError, OSError, TimeoutError, LeaseLost):
+        with contextlib.suppress(Exception):  # if this fails, the next owner replays from the checkpoints
             if self.uncommitted_ids:
                 await self._commit()
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(Exception):
             await self.scorer.store.scripts["lease_release"](keys=[self.lease], args=[self.scorer.name])
         self.held = False
 
@@ -312,7 +325,7 @@ class ShardWorker:
         """Count a batch in its keys' windows and act on the evaluations it makes due."""
         started = time.perf_counter()
         events = [(_text(entry_id), fields) for entry_id, fields in entries if fields]
-        key_ids = list(dict.fromkeys(_text(fields.get(b"key_id", fields.get("key_id", ""))) for _, fields in events))
+        key_ids = list(dict.fromkeys(_key_of(fields) for _, fields in events))
         missing = [key_id for key_id in key_ids if key_id not in self.states]
         if missing:
             self.states.update(await load_states(self.client, missing))
@@ -327,9 +340,10 @@ class ShardWorker:
             kept = self.uncommitted.setdefault(key_id, [])
             kept.extend(records)
             del kept[:-RECENT_EVENTS_KEPT]
-        metrics.EVENTS_CONSUMED.labels("counted").inc(len(events) - batch.skipped)
-        if batch.skipped:
-            metrics.EVENTS_CONSUMED.labels("replayed").inc(batch.skipped)
+        metrics.EVENTS_CONSUMED.labels("counted").inc(sum(len(r) for r in batch.records.values()))
+        for outcome in ("replayed", "malformed"):
+            if getattr(batch, outcome):
+                metrics.EVENTS_CONSUMED.labels(outcome).inc(getattr(batch, outcome))
         metrics.SCORER_BATCH.observe(time.perf_counter() - started)
 
     def _score(self, events: list) -> ScoredBatch:
@@ -337,19 +351,26 @@ class ShardWorker:
         pipeline = self.scorer.pipeline
         records: dict[str, list[tuple[str, RequestFeatures]]] = {}
         due = []
-        skipped = 0
+        replayed = malformed = 0
         for event_id, fields in events:
-            features = from_fields(fields)
-            state = self.states[features.key_id]
+            try:
+                features = from_fields(fields)
+            except (ValueError, TypeError, UnicodeDecodeError):
+                malformed += 1
+                continue
+            state = self.states.get(features.key_id)
+            if state is None:
+                malformed += 1
+                continue
             if event_id_key(event_id) <= event_id_key(state.last_event_id):
-                skipped += 1
+                replayed += 1
                 continue
             snapshot = pipeline.observe(state, features)
             state.last_event_id = event_id
             records.setdefault(features.key_id, []).append((event_id, features))
             if snapshot is not None:
                 due.append((state, snapshot))
-        return ScoredBatch(records, skipped, pipeline.evaluate(due))
+        return ScoredBatch(records, replayed, malformed, pipeline.evaluate(due))
 
     async def _commit(self) -> None:
         """Checkpoint every state changed since the last commit, then acknowledge its entries."""

@@ -82,6 +82,12 @@ def flag_key(key_id: str) -> str:
     return f"dg:{{{key_id}}}:flag"
 
 
+def queue_evalsha(pipe, sha: str, keys: list[str], args) -> None:
+    """Adds one script call to a non-transactional pipeline. redis-py refuses `pipe.evalsha`
+    on a Redis Cluster pipeline, but routes a raw EVALSHA by its keys like any command."""
+    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
+
 def load_lua(name: str) -> str:
     return resources.files("service").joinpath("lua", f"{name}.lua").read_text()
 

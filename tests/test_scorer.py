@@ -130,11 +130,13 @@ def test_a_logprob_harvester_is_flagged_and_throttled_but_an_ordinary_chat_user_
     gateway = gateway_factory(cfg, redis_url=own_redis.url)
     metrics_port = free_port()
     scorer_factory(cfg, own_redis.url, name="scorer", metrics_port=metrics_port)
-    asyncio.run(send(gateway.base_url, "sk-harvester", [harvest_request(i) for i in range(60)]))
+    statuses = asyncio.run(send(gateway.base_url, "sk-harvester", [harvest_request(i) for i in range(60)]))
+    answered = statuses.count(200)  # once throttled, the rest are refused at the door and never scored
     asyncio.run(send(gateway.base_url, "sk-chatter", [chat_request(i) for i in range(60)]))
     chatter = key_id("sk-chatter")
-    wait_until(lambda: (admin(gateway, f"/keys/{chatter}")["window"] or {}).get("requests_seen") == 60,
-               what="every chat request scored")
+    for key, expected in ((key_id("sk-harvester"), answered), (chatter, 60)):
+        wait_until(lambda: (admin(gateway, f"/keys/{key}")["window"] or {}).get("requests_seen") == expected,
+                   what="every answered request scored")
     flags = admin(gateway, "/flags")["flags"]
     assert [flag["key_id"] for flag in flags] == [key_id("sk-harvester")]
     (flag,) = flags
@@ -152,7 +154,7 @@ def test_a_logprob_harvester_is_flagged_and_throttled_but_an_ordinary_chat_user_
     chat = admin(gateway, f"/keys/{chatter}")
     assert chat["flag"] is None and chat["decision"]["action"] == "allow"
     scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    assert 'distillguard_events_consumed_total{outcome="counted"} 120.0' in scraped
+    assert f'distillguard_events_consumed_total{{outcome="counted"}} {answered + 60}.0' in scraped
     assert 'distillguard_actions_total{action="throttle",detector="rules"} 1.0' in scraped
 
 
@@ -209,3 +211,28 @@ def test_the_scorer_works_on_a_redis_cluster(gateway_factory, scorer_factory, up
     for key in ids:
         wait_until(lambda: admin(gateway, f"/keys/{key}")["window"]["requests_seen"] == 40, what="all counted")
     cluster.close()
+
+
+def test_the_embedded_gateway_flags_a_harvester_end_to_end_without_redis(gateway_factory, upstream):
+    gateway = gateway_factory(config(upstream.base_url))
+    asyncio.run(send(gateway.base_url, "sk-embedded-harvester", [harvest_request(i) for i in range(40)]))
+    asyncio.run(send(gateway.base_url, "sk-embedded-chatter", [chat_request(i) for i in range(40)]))
+    flags = wait_until(lambda: admin(gateway, "/flags")["flags"], what="a flag")
+    assert [(flag["key_id"], flag["reasons"][0]["name"]) for flag in flags] == [
+        (key_id("sk-embedded-harvester"), "logprob_harvest")
+    ]
+    chatter = f"/keys/{key_id('sk-embedded-chatter')}"
+    wait_until(lambda: (admin(gateway, chatter)["window"] or {}).get("requests_seen") == 40, what="chat scored")
+    assert admin(gateway, chatter)["flag"] is None
+
+
+def test_an_unreadable_entry_is_dropped_rather_than_retried_forever(own_redis, scorer_factory):
+    client = redis.Redis.from_url(own_redis.url)
+    raw = "sk-after-garbage"
+    stream = event_stream(shard_of(key_id(raw), STREAMS))
+    client.xadd(stream, {"key_id": key_id(raw), "ts": "yesterday", "status": "???"})
+    write_events(client, {raw: (chat_request, 50)}, 12)
+    scorer_factory(config(), own_redis.url, name="scorer")
+    wait_until(lambda: drained(client), timeout=20, what="all entries acknowledged")
+    assert requests_seen(client, raw) == 12
+    client.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 
-from . import prompts, vocabulary as words
+from . import prompts
+from . import vocabulary as words
 from .records import CHAT_MODELS, REASONING_MODELS, SCRIPT_AGENTS, Client, chat_body, documentation_ip, user
 from .timing import human_gap, next_opening, poisson_arrivals, regular_arrivals
 
@@ -46,7 +47,9 @@ def _harvest(rng: random.Random, client: Client, ts: float, style: dict, text: s
     return client.request(rng, ts, body, completion)
 
 
-def burst_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def burst_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Self-instruct harvesting at full speed: one script, clock-regular requests a fraction of a second apart."""
     client, style = _script(rng, key), _style(rng)
     rate = rng.uniform(*params["rate_per_s"])
@@ -54,7 +57,9 @@ def burst_harvester(rng: random.Random, key: str, start_ts: float, duration_s: f
         yield _harvest(rng, client, ts, style)
 
 
-def low_and_slow(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def low_and_slow(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """The same harvesting kept far under every limit: one to three requests a minute, day and night."""
     client, style = _script(rng, key), _style(rng)
     per_minute = rng.uniform(*params["per_minute"])
@@ -62,7 +67,9 @@ def low_and_slow(rng: random.Random, key: str, start_ts: float, duration_s: floa
         yield _harvest(rng, client, ts, style)
 
 
-def reasoning_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def reasoning_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Harvesting reasoning traces: diverse tasks that ask for step-by-step thinking, in several languages."""
     client = _script(rng, key)
     languages = rng.sample(prompts.REASONING_LANGUAGES, rng.randint(1, 3))
@@ -78,7 +85,9 @@ def reasoning_harvester(rng: random.Random, key: str, start_ts: float, duration_
         yield client.request(rng, ts, body, int(rng.triangular(500, 2500, 1100)))
 
 
-def logprob_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def logprob_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Harvesting the teacher's token distributions: logprobs with many alternatives, one to five tokens per prompt."""
     client = _script(rng, key)
     model, temperature = rng.choice(CHAT_MODELS), rng.choice((0.0, 1.0))
@@ -91,7 +100,9 @@ def logprob_harvester(rng: random.Random, key: str, start_ts: float, duration_s:
         yield client.request(rng, ts, body, max_tokens)
 
 
-def topic_sweep(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def topic_sweep(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Systematic coverage: one 'Explain {topic} to {audience}' template walked through a topic list in order."""
     client, style = _script(rng, key), _style(rng)
     audiences = rng.sample(words.AUDIENCES, rng.randint(2, 5))
@@ -106,7 +117,9 @@ def topic_sweep(rng: random.Random, key: str, start_ts: float, duration_s: float
         yield _harvest(rng, client, ts, style, text)
 
 
-def paraphrase_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def paraphrase_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Template evasion: every request reworded (opening, verb, extras, order), still single-turn and long-answer."""
     client, style = _script(rng, key), _style(rng)
     rate = rng.uniform(*params["rate_per_s"])
@@ -114,7 +127,9 @@ def paraphrase_harvester(rng: random.Random, key: str, start_ts: float, duration
         yield _harvest(rng, client, ts, style, prompts.paraphrased_prompt(rng))
 
 
-def human_timing_harvester(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def human_timing_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Harvesting disguised as a person: only in waking hours of one time zone, with log-normal gaps and breaks."""
     client, style = _script(rng, key), _style(rng)
     offset = rng.choice((-8, -5, -3, 0, 1, 2, 3, 5, 8, 9))
@@ -133,10 +148,13 @@ def human_timing_harvester(rng: random.Random, key: str, start_ts: float, durati
 
 def hydra_network(rng: random.Random, params: Mapping) -> dict:
     """What one hydra network's keys share: the template family and the script's settings."""
-    return {"family": rng.randrange(prompts.FAMILY_COUNT), "style": _style(rng), "user_agent": rng.choice(SCRIPT_AGENTS)}
+    return {"family": rng.randrange(prompts.FAMILY_COUNT), "style": _style(rng),
+            "user_agent": rng.choice(SCRIPT_AGENTS)}
 
 
-def hydra(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def hydra(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """One harvesting job spread over many keys and addresses, each key far under its limits."""
     network = params["group"]
     client = Client(key, documentation_ip(rng, v6_share=0.3), network["user_agent"], rng.uniform(40, 90))

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import os
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -94,14 +95,26 @@ def read_traffic(path_or_file: str | os.PathLike | IO, key_id_of: KeyIdOf | None
 
 
 def _maybe_gunzip(handle: IO) -> IO:
-    """Gzip is recognised by its magic bytes, not the file name."""
-    peek = getattr(handle, "peek", None)
-    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+    """Gzip is recognised by its magic bytes, not the file name (text handles are read as is)."""
+    if isinstance(handle, io.TextIOBase):
+        return handle
+    if not hasattr(handle, "peek"):
+        handle = io.BufferedReader(handle)
+    if handle.peek(2)[:2] == GZIP_MAGIC:
         return io.BufferedReader(gzip.GzipFile(fileobj=handle, mode="rb"), buffer_size=1 << 16)
     return handle
 
 
 def _read_lines(lines: IO, source: str, key_id_of: KeyIdOf | None) -> Iterator[TrafficRecord]:
+    number = 0
+    try:
+        for number, record in _records(lines, source, key_id_of):
+            yield record
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise TrafficFormatError(source, number + 1, None, f"unreadable gzip data ({error})") from None
+
+
+def _records(lines: IO, source: str, key_id_of: KeyIdOf | None) -> Iterator[tuple[int, TrafficRecord]]:
     latest = -math.inf
     loads = json.loads
     for number, line in enumerate(lines, 1):
@@ -117,21 +130,36 @@ def _read_lines(lines: IO, source: str, key_id_of: KeyIdOf | None) -> Iterator[T
             raise TrafficFormatError(source, number, invalid.field, invalid.problem) from None
         ts = record.ts
         if ts < latest - TS_TOLERANCE_S:
-            raise TrafficFormatError(
-                source, number, "ts", f"goes back {latest - ts:.3f} s (an earlier line has {latest}); lines must be in ts order"
-            )
+            problem = f"goes back {latest - ts:.3f} s (an earlier line has {latest}); lines must be in ts order"
+            raise TrafficFormatError(source, number, "ts", problem)
         if ts > latest:
             latest = ts
-        yield record
+        yield number, record
 
 
 def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
+    """Checks a parsed line. The common, valid case is tested inline (this runs for every
+    line of every file); any failure goes to the field's own check, which says why."""
     if type(obj) is not dict:
         raise _Invalid(None, f"must be a JSON object, not {type(obj).__name__}")
     if not obj.keys() <= FIELDS:
-        unknown = sorted(obj.keys() - FIELDS)
-        raise _Invalid(unknown[0], "unknown field")
+        raise _Invalid(sorted(obj.keys() - FIELDS)[0], "unknown field")
     get = obj.get
+    ts = get("ts")
+    if (type(ts) is not float and type(ts) is not int) or not 0 <= ts < math.inf:
+        _ts(ts)
+    key_id = get("key_id")
+    if type(key_id) is not str or "key" in obj or not _is_key_id(key_id):
+        key_id = _key_id(obj, key_id_of)
+    ip = get("ip")
+    if type(ip) is not str or not _is_ip(ip):
+        _ip(ip)
+    method = get("method")
+    if type(method) is not str or method not in METHODS:
+        _method(method)
+    path = get("path")
+    if type(path) is not str or not path.startswith("/"):
+        _path(path)
     headers = get("headers")
     body = get("body")
     label = get("label")
@@ -140,18 +168,14 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
     latency_ms = get("latency_ms")
     usage = get("usage")
     return TrafficRecord(
-        ts=_ts(get("ts")),
-        key_id=_key_id(obj, key_id_of),
-        ip=_ip(get("ip")),
-        method=_method(get("method")),
-        path=_path(get("path")),
-        headers={} if headers is None else _headers(headers),
-        body=None if body is None else _object("body", body),
-        label=None if label is None else _label(label),
-        scenario=None if scenario is None else _string("scenario", scenario),
-        status=None if status is None else _status(status),
-        latency_ms=None if latency_ms is None else _non_negative("latency_ms", latency_ms),
-        usage=None if usage is None else _usage(usage),
+        float(ts), key_id, ip, method, path,
+        {} if headers is None else _headers(headers),
+        body if body is None or type(body) is dict else _object("body", body),
+        label if label is None or (type(label) is str and label in LABELS) else _label(label),
+        scenario if scenario is None or type(scenario) is str else _string("scenario", scenario),
+        None if status is None else _status(status),
+        None if latency_ms is None else _non_negative("latency_ms", latency_ms),
+        None if usage is None else _usage(usage),
     )
 
 
@@ -171,7 +195,7 @@ def _key_id(obj: dict, key_id_of: KeyIdOf | None) -> str:
     if raw is not None and key_id is not None:
         raise _Invalid("key", "both 'key' and 'key_id' given; a line carries exactly one")
     if key_id is not None:
-        if type(key_id) is not str or len(key_id) != 16 or not _HEX.issuperset(key_id):
+        if type(key_id) is not str or not _is_key_id(key_id):
             raise _Invalid("key_id", "must be 16 lowercase hex characters")
         return key_id
     if raw is None:
@@ -189,6 +213,11 @@ def _ip(value: object) -> str:
     if type(value) is not str or not _is_ip(value):
         raise _Invalid("ip", "must be an IPv4 or IPv6 address")
     return value
+
+
+@lru_cache(maxsize=65536)
+def _is_key_id(text: str) -> bool:
+    return len(text) == 16 and _HEX.issuperset(text)
 
 
 @lru_cache(maxsize=65536)

@@ -14,12 +14,20 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 
-from . import prompts, vocabulary as words
+from . import prompts
+from . import vocabulary as words
 from .conversation import chat
 from .records import APP_AGENTS, CHAT_MODELS, DESKTOP_AGENTS, Client, chat_body, documentation_ip, user
 from .timing import (
-    DAY_S, diurnal_factor, human_gap, interleave_sessions, next_local_time, next_opening, poisson_arrivals,
-    regular_arrivals, within_hours,
+    DAY_S,
+    diurnal_factor,
+    human_gap,
+    interleave_sessions,
+    next_local_time,
+    next_opening,
+    poisson_arrivals,
+    regular_arrivals,
+    within_hours,
 )
 
 OFFSETS = (-8, -5, -3, 0, 1, 2, 3, 5, 8, 9)
@@ -36,7 +44,9 @@ def _turns(rng: random.Random, first: str, follow_ups: tuple[str, ...], count: i
         yield rng.choice(follow_ups).format(n=rng.randint(2, 400), device=rng.choice(words.DEVICES))
 
 
-def heavy_developer(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def heavy_developer(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """A developer coding with the model all day: bursts of growing debugging chats in working hours."""
     client = Client(key, documentation_ip(rng), rng.choice(APP_AGENTS), rng.uniform(40, 90))
     offset, first_h, last_h = rng.choice(OFFSETS), rng.uniform(8, 10.5), rng.uniform(17, 20)
@@ -66,7 +76,9 @@ def heavy_developer(rng: random.Random, key: str, start_ts: float, duration_s: f
         ts += rng.uniform(15, 120) * 60
 
 
-def support_chatbot(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def support_chatbot(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """A company's support bot: one key and backend for thousands of end users' short chats, round the clock."""
     client = Client(key, documentation_ip(rng, v6_share=0.0), rng.choice(APP_AGENTS), rng.uniform(60, 110))
     offset = rng.choice(OFFSETS)
@@ -88,7 +100,9 @@ def support_chatbot(rng: random.Random, key: str, start_ts: float, duration_s: f
     yield from interleave_sessions(conversation(ts) for ts in arrivals)
 
 
-def rag_service(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def rag_service(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """An internal knowledge-base assistant: one fixed template with long retrieved context, short answers."""
     client = Client(key, documentation_ip(rng, v6_share=0.0), rng.choice(APP_AGENTS), rng.uniform(60, 110))
     offset = rng.choice(OFFSETS)
@@ -108,7 +122,9 @@ def rag_service(rng: random.Random, key: str, start_ts: float, duration_s: float
         yield client.request(rng, ts, body, _answer_length(rng, 70, 15, 300))
 
 
-def batch_document_job(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def batch_document_job(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """A nightly job translating or summarising documents chunk by chunk: clock-regular, one template."""
     client = Client(key, documentation_ip(rng, v6_share=0.0), rng.choice(APP_AGENTS), rng.uniform(60, 110))
     offset, start_hour = rng.choice(OFFSETS), rng.uniform(0, 4)
@@ -121,14 +137,17 @@ def batch_document_job(rng: random.Random, key: str, start_ts: float, duration_s
         chunks = rng.randint(*params["chunks_per_run"])
         title, language = rng.choice(words.DOCUMENT_TITLES), rng.choice(words.LANGUAGES)
         last_ts = run_start
-        for _, last_ts in zip(range(chunks), regular_arrivals(rng, run_start, end, gap, 0.03)):
-            text = task.format(title=title, language=language, chunk=prompts.document_text(rng, rng.randint(1500, 4000)))
+        for _, last_ts in zip(range(chunks), regular_arrivals(rng, run_start, end, gap, 0.03), strict=False):
+            chunk = prompts.document_text(rng, rng.randint(1500, 4000))
+            text = task.format(title=title, language=language, chunk=chunk)
             body = chat_body(model, [user(text)], max_tokens=4096, temperature=0.0)
             yield client.request(rng, last_ts, body, int(len(text) / 4 * rng.uniform(*ratio)))
         run_start = next_local_time(last_ts + 60, offset, start_hour)
 
 
-def benchmark_run(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def benchmark_run(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """A team evaluating the model once on a public benchmark (MT-Bench, Vicuna, Arena-Hard) at temperature 0."""
     client = Client(key, documentation_ip(rng), rng.choice(APP_AGENTS), rng.uniform(40, 90))
     name = rng.choice(("mt_bench", "vicuna_bench", "arena_hard"))
@@ -143,7 +162,7 @@ def benchmark_run(rng: random.Random, key: str, start_ts: float, duration_s: flo
 
     starts = regular_arrivals(rng, began, float("inf"), rng.uniform(8, 30) / workers, 0.4)
     sessions = (chat(rng, client, ts, turns, body_of, lambda: _answer_length(rng, 500, 40, max_tokens), 0.05)
-                for ts, turns in zip(starts, questions))
+                for ts, turns in zip(starts, questions, strict=False))
     end = start_ts + duration_s
     for record in interleave_sessions(sessions):
         if record["ts"] >= end:
@@ -153,10 +172,13 @@ def benchmark_run(rng: random.Random, key: str, start_ts: float, duration_s: flo
 
 def office_nat_office(rng: random.Random, params: Mapping) -> dict:
     """What an office's users share: the NAT address, the time zone and the company's client."""
-    return {"ip": documentation_ip(rng, v6_share=0.0), "offset": rng.choice(OFFSETS), "user_agent": rng.choice(DESKTOP_AGENTS)}
+    return {"ip": documentation_ip(rng, v6_share=0.0), "offset": rng.choice(OFFSETS),
+            "user_agent": rng.choice(DESKTOP_AGENTS)}
 
 
-def office_nat(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def office_nat(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """Colleagues behind one office NAT address, each with their own key, chatting casually in working hours."""
     office = params["group"]
     client = Client(key, office["ip"], office["user_agent"], rng.uniform(40, 90))
@@ -164,7 +186,9 @@ def office_nat(rng: random.Random, key: str, start_ts: float, duration_s: float,
                        rng.uniform(*params["chats_per_day"]))
 
 
-def casual_user(rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping) -> Iterator[dict]:
+def casual_user(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
     """An individual asking a few diverse questions a day from home, in waking hours."""
     client = Client(key, documentation_ip(rng, v6_share=0.3), rng.choice(DESKTOP_AGENTS), rng.uniform(40, 90))
     hours = (rng.uniform(7, 10), rng.uniform(21, 24))

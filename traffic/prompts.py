@@ -66,10 +66,8 @@ def coding_prompts() -> tuple[str, ...]:
 def seed_tasks(code: bool = False) -> tuple[dict, ...]:
     """Human-written self-instruct seed tasks (Alpaca's 175, or Code Alpaca's 20)."""
     name = "codealpaca_seed_tasks_20.jsonl.gz" if code else "alpaca_seed_tasks_175.jsonl.gz"
-    return tuple(
-        {"instruction": row["instruction"], "input": row["instances"][0]["input"], "output": row["instances"][0]["output"]}
-        for row in _data_rows(name)
-    )
+    rows = _data_rows(name)
+    return tuple({"instruction": row["instruction"], **row["instances"][0]} for row in rows)
 
 
 @cache
@@ -94,16 +92,21 @@ def filled_instruction(rng: random.Random) -> str:
     topic, topic2 = rng.sample(words.TOPICS, 2)
     return rng.choice(words.INSTRUCTION_TEMPLATES).format(
         topic=topic, topic2=topic2, form=rng.choice(words.FORMS), goal=rng.choice(words.GOALS),
-        n=rng.randint(3, 12), sentence=rng.choice(words.SENTENCES), language=rng.choice(words.LANGUAGES),
-        audience=rng.choice(words.AUDIENCES),
+        n=rng.randint(3, 12), sentence=f"{rng.choice(words.SENTENCE_SUBJECTS)} {rng.choice(words.SENTENCE_PREDICATES)}",
+        language=rng.choice(words.LANGUAGES), audience=rng.choice(words.AUDIENCES), tone=rng.choice(words.TONES),
     )
 
 
 def harvest_task(rng: random.Random) -> tuple[str, str]:
-    """(instruction, input): a seed task as written, or a freshly filled instruction."""
-    if rng.random() < 0.4:
+    """(instruction, input): a seed task with a varied constraint, or a freshly filled
+    instruction. Harvesters drop near-duplicates, so exact repeats are rare."""
+    if rng.random() < 0.3:
         task = rng.choice(seed_tasks(code=rng.random() < 0.15))
-        return task["instruction"], task["input"]
+        variation = rng.choice(words.SEED_VARIATIONS).format(
+            n=rng.randint(2, 9), words=rng.choice((50, 80, 100, 150, 200, 300)), audience=rng.choice(words.AUDIENCES),
+            language=rng.choice(words.LANGUAGES),
+        )
+        return f"{task['instruction']} {variation}".strip(), task["input"]
     return filled_instruction(rng), ""
 
 

@@ -21,7 +21,7 @@ SCRIPT_AGENTS = (
 APP_AGENTS = ("OpenAI/Python 1.54.4", "OpenAI/JS 4.73.0", "OpenAI/Python 1.51.0", "langchain-openai/0.2.9")
 DESKTOP_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605",
     "OpenAI/Python 1.54.4", "ChatBox/1.5.1", "OpenAI/JS 4.73.0",
 )
 CHAT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini")
@@ -92,5 +92,8 @@ class Client:
             "body": body,
             "status": 200,
             "latency_ms": round(latency_ms, 1),
-            "usage": {"prompt_tokens": prompt_tokens(body["messages"]), "completion_tokens": per_choice * body.get("n", 1)},
+            "usage": {
+                "prompt_tokens": prompt_tokens(body["messages"]),
+                "completion_tokens": per_choice * body.get("n", 1),
+            },
         }

@@ -64,40 +64,46 @@ GOALS = (
     "onboarding new employees", "writing clean code", "hosting a dinner party",
 )
 
-SENTENCES = (
-    "The meeting was postponed because the manager was stuck in traffic.",
-    "Our new phone has a longer battery life and a sharper camera than last year's model.",
-    "She finished the marathon despite the heavy rain and strong wind.",
-    "The restaurant's service was slow, but the food was absolutely delicious.",
-    "Scientists have discovered a new species of frog in the Amazon rainforest.",
-    "I can't believe the train was late again this morning.",
-    "The company reported record profits for the third quarter in a row.",
-    "He forgot his umbrella, so he got completely soaked on the way home.",
-    "The museum will be closed for renovations until next spring.",
-    "This laptop overheats whenever I run more than two programs at once.",
-    "The children built a huge sandcastle before the tide came in.",
-    "Prices at the local market have gone up by almost twenty percent.",
+# Sentences to rewrite or classify: any subject with any predicate.
+SENTENCE_SUBJECTS = (
+    "The meeting", "Our new phone", "The restaurant's service", "The museum tour", "My neighbour's dog",
+    "The morning train", "The concert", "The software update", "The hotel room", "The new manager",
+    "The weather this weekend", "This laptop", "The school play", "The city's new bike lanes",
 )
+SENTENCE_PREDICATES = (
+    "was surprisingly good.", "was postponed again.", "turned out to be a complete disaster.",
+    "made everyone laugh.", "cost far more than we expected.", "exceeded all our expectations.",
+    "was slow, but worth the wait.", "broke down after two days.", "is the best thing that happened this year.",
+    "left a lot to be desired.", "was cancelled without any notice.", "impressed even the harshest critics.",
+)
+TONES = ("formal", "friendly", "concise", "persuasive", "polite", "humorous", "neutral", "enthusiastic")
 
 LANGUAGES = ("French", "Spanish", "German", "Japanese", "Chinese", "Italian", "Portuguese", "Korean")
 
-# Harvester instruction families: {topic}, {topic2}, {form}, {goal}, {n}, {sentence}, {language}, {audience}.
+# Harvester instruction families: {topic}, {topic2}, {form}, {goal}, {n}, {sentence}, {language}, {audience}, {tone}.
 INSTRUCTION_TEMPLATES = (
     "Write a {form} about {topic}.",
     "Give me {n} practical tips for {goal}.",
     "Explain the difference between {topic} and {topic2}.",
-    "Rewrite the following sentence to make it more formal: {sentence}",
+    "Rewrite the following sentence to make it more {tone}: {sentence}",
     "Classify the sentiment of this sentence as positive, negative or neutral: {sentence}",
     "Summarize the main arguments for and against {topic}.",
     "Create a quiz with {n} multiple-choice questions about {topic}.",
     "Translate the sentence into {language} and explain the grammar: {sentence}",
     "Create a {n}-day plan for {goal}.",
-    "What are the advantages and disadvantages of {goal}?",
+    "What are the advantages and disadvantages of {goal} for {audience}?",
     "Describe {topic} to {audience}.",
     "Generate a list of {n} interview questions about {topic}.",
-    "Identify the main verb and the subject in this sentence: {sentence}",
+    "Identify the main verb and the subject in this sentence, then rewrite it in the past perfect: {sentence}",
     "Write a short dialogue in which {audience} asks about {topic}.",
     "Suggest {n} creative titles for an article about {topic}.",
+)
+
+# Constraints a harvester appends to a seed task to get a new training pair from it.
+SEED_VARIATIONS = (
+    "", "Give {n} examples.", "Write it for {audience}.", "Keep it under {words} words.",
+    "Answer in at least {words} words.", "Explain your answer.", "Use a numbered list.",
+    "Then translate your answer into {language}.", "Offer {n} alternatives.", "Add a one-line summary at the end.",
 )
 
 # The Alpaca training format (stanford_alpaca train.py): harvested pairs are often asked for in it.

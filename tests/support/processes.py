@@ -235,7 +235,7 @@ def start_gateway(config: dict, *, workers: int = 1, redis_url: str | None = Non
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {gateway.log()}")
+            raise RuntimeError(f"gateway exited ({proc.returncode}): {gateway.log()}")
         return httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200
 
     try:
