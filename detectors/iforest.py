@@ -32,13 +32,16 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "prompt_tokens_log_mean": -1, "prompt_length_cv": 0, "completion_tokens_log_mean": +1,
     "completion_to_prompt_ratio": +1, "max_tokens_log_mean": +1, "reasoning_share": +1,
     "logprobs_share": +1, "top_logprobs_mean": +1, "multi_choice_share": +1,
-    "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0,
+    "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
 }
 # Volume and timing alone never justify a flag: honest automation shares them.
 CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
     "requests_last_hour", "interarrival_cv", "hours_active_24", "rate_limited_share", "error_rate",
 }
+
+
+GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
 
 
 class ModelFileError(ValueError):
@@ -124,7 +127,10 @@ class ForestModel:
 
     def harvesting_evidence(self, window: Sequence[float], reasons: tuple[Reason, ...]) -> bool:
         """True when a top reason is a content feature beyond its benign range, in the
-        direction harvesting pushes it."""
+        direction harvesting pushes it. Keys that pin temperature 0 on nearly every request
+        look like evaluations and are left to the rules (logprobs, reasoning traces)."""
+        if window[GREEDY_INDEX] >= 0.95:
+            return False
         for reason in reasons:
             direction = FEATURE_DIRECTIONS.get(reason.feature, 0)
             if reason.feature not in CONTENT_FEATURES or direction == 0 or reason.benign_range is None:

@@ -34,10 +34,17 @@ DEFAULT_RULES: dict[str, dict] = {
                  "template_diversity >= 0.3"],
     },
     "broad_capability_harvest": {
-        "description": "many different single-turn tasks, each a short instruction for a long answer",
+        "description": "many different single-turn tasks, each a short instruction for a long sampled answer",
         "min_requests": 40,
+        # Evaluations pin temperature 0 for reproducibility; harvesting samples answers.
         "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
-                 "completion_to_prompt_ratio >= 8", "max_tokens_log_mean >= 7"],
+                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
+    },
+    "templated_instruction_harvest": {
+        "description": "a fixed instruction wrapper around ever-new short tasks, each for a long sampled answer",
+        "min_requests": 40,
+        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 8",
+                 "completion_tokens_log_mean >= 6", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
     },
 }
 

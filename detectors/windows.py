@@ -37,6 +37,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "single_turn_share",
     "system_prompt_share",
     "sampling_spread",
+    "greedy_share",
     "ip_prefixes",
     "user_agents",
     "error_rate",
@@ -63,6 +64,7 @@ class _Slot:
     single_turn: bool
     has_system: bool
     sampling: tuple
+    greedy: bool
     ip_prefix: str
     user_agent: str
     error: bool
@@ -130,6 +132,7 @@ class KeyWindow:
             single_turn=event.message_count <= 1 or (event.message_count == 2 and bool(event.system_hash)),
             has_system=bool(event.system_hash),
             sampling=(event.model, round(event.temperature, 2), round(event.top_p, 2), event.max_tokens),
+            greedy=event.temperature == 0,
             ip_prefix=event.ip_prefix,
             user_agent=event.ua_hash,
             error=event.status >= 400 and event.status != 429,
@@ -172,6 +175,7 @@ class KeyWindow:
         sums["multi_choice"] += sign * slot.multi_choice
         sums["single_turn"] += sign * slot.single_turn
         sums["has_system"] += sign * slot.has_system
+        sums["greedy"] += sign * slot.greedy
         sums["error"] += sign * slot.error
         sums["rate_limited"] += sign * slot.rate_limited
 
@@ -224,6 +228,7 @@ class KeyWindow:
             sums["single_turn"] / n,
             sums["has_system"] / n,
             len(self._sampling) / n,
+            sums["greedy"] / n,
             float(len(self._ips)),
             float(len(self._agents)),
             sums["error"] / n,
@@ -238,7 +243,7 @@ class KeyWindow:
                 [slot.ts, list(slot.bands), slot.near_duplicate, slot.template_head, slot.user_hash,
                  slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
                  slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
-                 slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited]
+                 slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited]
                 for slot in self.slots
             ],
             "requests_seen": self.requests_seen,

@@ -7,12 +7,16 @@ scorer only replaces decisions it wrote itself (`set_by` starting with `scorer:`
 
 from __future__ import annotations
 
+import logging
+
 from detectors.ladder import Change
 from detectors.pipeline import Evaluation
 
 from . import metrics
 from .decisions import get_decision, set_decision
 from .flags import write_flag
+
+log = logging.getLogger("distillguard.actions")
 
 SET_BY_PREFIX = "scorer:"
 # What a blocked client reads in its 403: which rule fired stays with the reviewers.
@@ -30,6 +34,10 @@ async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept
         metrics.ACTIONS.labels(change.detector, change.action).inc()
         if change.requests_before_flag == evaluation.requests_seen and change.action != "none":
             metrics.FLAGS.labels(change.detector).inc()
+        log.info("key %s -> %s after %d requests (%s: %s)%s", change.key_id, change.action,
+                 evaluation.requests_seen, change.detector,
+                 ", ".join(reason["name"] for reason in change.reasons) or "-",
+                 "" if change.enforce else " [not enforced: shadow mode or allowlist]")
         await write_flag(client, change, flags_kept)
         await decide(client, change, throttle_tier)
 

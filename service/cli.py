@@ -140,7 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"distillguard demo: gateway http://{settings.host}:{settings.port}/v1 -> simulator {upstream_url}\n"
         f"  try: curl -s http://{settings.host}:{settings.port}/v1/chat/completions "
         "-H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' "
-        "-d '{\"model\":\"sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'",
+        "-d '{\"model\":\"sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n"
+        "  detection runs in-process: flags are logged here, and listed at /admin/api/flags "
+        "when DISTILLGUARD_ADMIN_TOKEN is set",
         flush=True,
     )
 

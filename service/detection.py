@@ -20,6 +20,7 @@ from detectors.ladder import LadderConfig
 from detectors.pipeline import KeyState, Pipeline
 from detectors.rules import RulesDetector, parse_rules
 
+from . import metrics
 from .config import DetectionConfig, Settings
 from .store import key_state_key, queue_evalsha, recent_events_key
 
@@ -84,12 +85,25 @@ async def load_states(client, key_ids: list[str]) -> dict[str, KeyState]:
         for key_id in key_ids:
             pipe.hget(key_state_key(key_id), "state")
         blobs = await pipe.execute()
-    return {key_id: KeyState.from_bytes(blob) if blob else KeyState() for key_id, blob in zip(key_ids, blobs)}
+    return {key_id: _state_from(key_id, blob) for key_id, blob in zip(key_ids, blobs)}
+
+
+def _state_from(key_id: str, blob: bytes | None) -> KeyState:
+    """A checkpoint this version cannot read (an older window format) starts the key afresh:
+    failing instead would stall its whole shard on every retry."""
+    if not blob:
+        return KeyState()
+    try:
+        return KeyState.from_bytes(blob)
+    except Exception as exc:
+        metrics.SCORER_ERRORS.labels("state_unreadable").inc()
+        log.warning("state of %s is unreadable (%s: %s); starting it afresh", key_id, type(exc).__name__, exc)
+        return KeyState()
 
 
 async def load_state(client, key_id: str) -> KeyState | None:
     blob = await client.hget(key_state_key(key_id), "state")
-    return KeyState.from_bytes(blob) if blob else None
+    return _state_from(key_id, blob) if blob else None
 
 
 async def recent_events(client, key_id: str) -> list[dict]:
