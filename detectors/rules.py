@@ -43,8 +43,8 @@ DEFAULT_RULES: dict[str, dict] = {
     "templated_instruction_harvest": {
         "description": "a fixed instruction wrapper around ever-new short tasks, each for a long sampled answer",
         "min_requests": 40,
-        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 8",
-                 "completion_tokens_log_mean >= 6", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
+        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
+                 "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
     },
 }
 
