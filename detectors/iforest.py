@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from .base import Reason, Verdict
 from .windows import FEATURE_NAMES
@@ -50,7 +48,7 @@ class ModelFileError(ValueError):
 
 @dataclass
 class ForestModel:
-    forest: IsolationForest
+    forest: "IsolationForest"  # noqa: F821 (sklearn is imported where a forest is built, not at start)
     threshold: float
     low: np.ndarray
     high: np.ndarray
@@ -74,6 +72,8 @@ class ForestModel:
         order = rng.permutation(len(benign))
         cut = int(len(benign) * (1 - holdout_fraction))
         train, holdout = benign[order[:cut]], benign[order[cut:]]
+        from sklearn.ensemble import IsolationForest
+
         forest = IsolationForest(n_estimators=n_estimators, max_samples=min(256, len(train)), random_state=seed)
         forest.fit(train)
         holdout_raw = -forest.score_samples(holdout)
@@ -166,6 +166,8 @@ class ForestModel:
         if unexpected:
             raise ModelFileError(f"{path}.skops: refusing unexpected types {unexpected}")
         forest = sio.load(path.with_suffix(".skops"), trusted=TRUSTED_TYPES)
+        from sklearn.ensemble import IsolationForest
+
         if not isinstance(forest, IsolationForest) or forest.n_features_in_ != len(FEATURE_NAMES):
             raise ModelFileError(f"{path}.skops: not an IsolationForest over {len(FEATURE_NAMES)} features")
         return cls(forest, float(card["threshold"]), np.asarray(card["benign_low"]),
@@ -201,5 +203,3 @@ class ForestDetector:
         return self.score_many(np.asarray([features], dtype=np.float64), [requests_seen])[0]
 
 
-def is_finite_row(row: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in row)

@@ -22,7 +22,9 @@ from .errors import (
     BadRequest,
     BodyTooLarge,
     GatewayError,
+    KeyBlocked,
     MissingKey,
+    RateLimited,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
@@ -154,12 +156,19 @@ class Proxy:
         client_ip = client[0] if client else None
         ip_id = self.hasher.key_id("ip:" + client_ip) if client_ip else None
         cost = reservation(path, body, request, self.settings.limits.default_max_tokens)
-        admission = await self.limiter.admit(key_id, ip_id, cost)
-        return Exchange(
+        exchange = Exchange(
             method, path, upstream_target(scope), route_label(path), key_id, client_ip, headers, body,
             request, started, received_at=received_at, streamed=bool(request and request.get("stream") is True),
-            strip_usage=strip_usage, admission=admission,
+            strip_usage=strip_usage,
         )
+        try:
+            exchange.admission = await self.limiter.admit(key_id, ip_id, cost)
+        except (RateLimited, KeyBlocked) as refusal:
+            # A refused request is behaviour too (pushing against limits): detection hears of it.
+            exchange.status, exchange.finished = refusal.status, time.perf_counter()
+            self._notify(exchange)
+            raise
+        return exchange
 
     async def _forward_watching_disconnect(self, exchange: Exchange, receive, send) -> None:
         """Forward in this task, with a watcher that cancels it the moment the client goes
@@ -303,11 +312,14 @@ class Proxy:
         try:
             await self.limiter.settle(exchange.admission, tokens_used)
         finally:  # listeners (detection) hear of every request, whatever befell accounting
-            for listener in self.on_finished:
-                try:
-                    listener(exchange)
-                except Exception:  # a listener's bug must not break accounting
-                    log.exception("request listener failed")
+            self._notify(exchange)
+
+    def _notify(self, exchange: Exchange) -> None:
+        for listener in self.on_finished:
+            try:
+                listener(exchange)
+            except Exception:  # a listener's bug must not break the request or accounting
+                log.exception("request listener failed")
 
     async def renew_leases_forever(self) -> None:
         """Every third of a lease, extend the leases of requests still running."""

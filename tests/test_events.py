@@ -121,3 +121,20 @@ def test_a_full_queue_drops_the_newest_events_and_counts_them():
     assert dropped() - before == 3
     shard, fields = sink.queue.get_nowait()
     assert isinstance(from_fields(fields), RequestFeatures) and shard == shard_of("0123456789abcdef", 8)
+
+
+def test_refused_requests_are_events_too(gateway_factory, upstream, own_redis):
+    config = detection_config(upstream)
+    config["limits"] = {"tiers": {"default": {"requests": {"limit": 1, "window": "1m"}}, "throttled": {}}}
+    gateway = gateway_factory(config, redis_url=own_redis.url)
+    raw_key = "sk-pushing-against-limits"
+    statuses = [
+        httpx.post(f"{gateway.base_url}/chat/completions", json=harvest_request(i),
+                   headers={"authorization": f"Bearer {raw_key}"}, timeout=10).status_code
+        for i in range(3)
+    ]
+    assert statuses == [200, 429, 429]
+    wait_until(lambda: sum(map(len, entries_of(stream_entries(own_redis.url), raw_key).values())) == 3,
+               what="three events, refused ones included")
+    (fields,) = entries_of(stream_entries(own_redis.url), raw_key).values()
+    assert [from_fields(f).status for f in fields] == [200, 429, 429]
