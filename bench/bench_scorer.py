@@ -4,7 +4,11 @@ The gateway's streams are filled first (so the figure is consumption, not arriva
 one Scorer runs in this process until every shard is drained: read, count in windows,
 evaluate, act, checkpoint and acknowledge. The goal is 5,000 events/s per process.
 
-    python bench/bench_scorer.py [--keys 200] [--events 50000] [--streams 8]
+    python bench/bench_scorer.py [--keys 200] [--events 50000] [--streams 8] [--model none|PATH]
+
+Without --model the pipeline is what `distillguard scorer` builds by default: the rules plus
+the shipped isolation forest (models/default) when it is present. `--model none` runs the
+rules only; `--model models/default` (or another path, without suffix) loads that forest.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detectors.pipeline import Pipeline  # noqa: E402
+from detectors.rules import RulesDetector, parse_rules  # noqa: E402
 from service.config import Settings  # noqa: E402
+from service.detection import build_pipeline, ladder_config  # noqa: E402
 from service.events import shard_of  # noqa: E402
 from service.scorer import Scorer  # noqa: E402
 from service.store import EVENT_GROUP, connect, event_stream  # noqa: E402
@@ -55,10 +62,23 @@ def drained(client: redis.Redis, streams: int) -> bool:
     return True
 
 
-async def consume(url: str, streams: int, client: redis.Redis) -> float:
-    settings = Settings(redis_url=url, detection={"streams": streams})
+def pipeline_for(settings: Settings, model: str | None):
+    """The scorer's default pipeline, or the rules only (`none`), or rules + the forest at `model`."""
+    if model == "none":
+        detection = settings.detection
+        return Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection))
+    return build_pipeline(settings)
+
+
+async def consume(url: str, streams: int, client: redis.Redis, model: str | None) -> tuple[float, str]:
+    detection = {"streams": streams}
+    if model not in (None, "none"):
+        detection["model_path"] = model
+    settings = Settings(redis_url=url, detection=detection)
+    pipeline = pipeline_for(settings, model)
+    detectors = "rules + isolation forest" if pipeline.forest is not None else "rules only"
     store = await connect(url, timeout=5.0)
-    scorer = Scorer(store, settings, name="bench")
+    scorer = Scorer(store, settings, pipeline=pipeline, name="bench")
     started = time.perf_counter()
     task = asyncio.create_task(scorer.run())
     while not drained(client, streams):
@@ -67,7 +87,7 @@ async def consume(url: str, streams: int, client: redis.Redis) -> float:
     scorer.stop()
     await task
     await store.close()
-    return elapsed
+    return elapsed, detectors
 
 
 def main() -> None:
@@ -75,13 +95,15 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--model", help="`none` for the rules only, or a model path without suffix "
+                                        "(default: as `distillguard scorer`, the shipped model if present)")
     args = parser.parse_args()
     server = start_redis()
     try:
         client = redis.Redis.from_url(server.url)
         fill(client, args.keys, args.events, args.streams)
-        elapsed = asyncio.run(consume(server.url, args.streams, client))
-        print(f"scorer: {args.events} events, {args.keys} keys, {args.streams} shards: "
+        elapsed, detectors = asyncio.run(consume(server.url, args.streams, client, args.model))
+        print(f"scorer ({detectors}): {args.events} events, {args.keys} keys, {args.streams} shards: "
               f"{elapsed:.2f} s, {args.events / elapsed:,.0f} events/s (one process)")
     finally:
         server.stop()

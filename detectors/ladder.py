@@ -99,8 +99,9 @@ def step(config: LadderConfig, state: LadderState, key_id: str, verdicts: list[V
     elif strongest.score < config.clear_below:
         state.clean_streak += 1
         state.flagged_streak = 0
-    else:
+    else:  # uncertain: neither confirms nor clears
         state.flagged_streak = 0
+        state.clean_streak = 0
     target = state.level
     if flagged:
         target = max(target, 1)

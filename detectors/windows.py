@@ -80,6 +80,18 @@ def _bump(counter: Counter, item, sign: int) -> None:
         del counter[item]
 
 
+def _gap_us(earlier: float, later: float) -> int:
+    """Whole microseconds: integer sums add and subtract exactly, in any order."""
+    return max(round((later - earlier) * 1_000_000), 0)
+
+
+_LOG_SCALE = 2**32
+
+
+def _log_fixed(count: int) -> int:
+    return round(math.log1p(count) * _LOG_SCALE)
+
+
 def _bands(fingerprint: int) -> tuple[int, ...]:
     return tuple((band << 16) | ((fingerprint >> (16 * band)) & 0xFFFF) for band in range(BANDS))
 
@@ -100,8 +112,8 @@ class KeyWindow:
         self._ips: Counter = Counter()
         self._agents: Counter = Counter()
         self._sums = Counter()
-        self._iat_sum = 0.0
-        self._iat_sq = 0.0
+        self._iat_sum = 0
+        self._iat_sq = 0
         self._iat_n = 0
         self._minute_counts = [0] * 60
         self._minute_stamp = [-1] * 60
@@ -110,7 +122,7 @@ class KeyWindow:
     def update(self, event: RequestFeatures) -> None:
         """Add one finished request; drop the oldest if the window is full."""
         if self.last_ts is not None and self.slots:
-            gap = max(event.ts - self.last_ts, 0.0)
+            gap = _gap_us(self.last_ts, event.ts)
             self._iat_sum += gap
             self._iat_sq += gap * gap
             self._iat_n += 1
@@ -143,11 +155,10 @@ class KeyWindow:
         if len(self.slots) > self.size:
             old = self.slots.popleft()
             self._add(old, -1)
-            if len(self.slots) > 1:
-                gap = max(self.slots[0].ts - old.ts, 0.0)
-                self._iat_sum -= gap
-                self._iat_sq -= gap * gap
-                self._iat_n -= 1
+            gap = _gap_us(old.ts, self.slots[0].ts)
+            self._iat_sum -= gap
+            self._iat_sq -= gap * gap
+            self._iat_n -= 1
         self._count_time(event.ts)
         self.requests_seen += 1
         self.first_ts = event.ts if self.first_ts is None else self.first_ts
@@ -165,10 +176,10 @@ class KeyWindow:
         sums["near_duplicate"] += sign * slot.near_duplicate
         sums["prompt_tokens"] += sign * slot.prompt_tokens
         sums["prompt_tokens_sq"] += sign * slot.prompt_tokens * slot.prompt_tokens
-        sums["log_prompt"] += sign * math.log1p(slot.prompt_tokens)
-        sums["log_completion"] += sign * math.log1p(slot.completion_tokens)
+        sums["log_prompt"] += sign * _log_fixed(slot.prompt_tokens)
+        sums["log_completion"] += sign * _log_fixed(slot.completion_tokens)
         sums["completion_tokens"] += sign * slot.completion_tokens
-        sums["log_max_tokens"] += sign * math.log1p(slot.max_tokens)
+        sums["log_max_tokens"] += sign * _log_fixed(slot.max_tokens)
         sums["reasoning"] += sign * slot.reasoning
         sums["logprobs"] += sign * slot.logprobs
         sums["top_logprobs"] += sign * slot.top_logprobs
@@ -202,9 +213,9 @@ class KeyWindow:
         now_hour = int(self.last_ts // 3600)
         hours_active = sum(1 for stamp in self._hour_stamp if stamp >= 0 and now_hour - stamp < 24)
         if self._iat_n >= 2:
-            mean_gap = self._iat_sum / self._iat_n
-            var_gap = max(self._iat_sq / self._iat_n - mean_gap * mean_gap, 0.0)
-            iat_cv = math.sqrt(var_gap) / mean_gap if mean_gap > 0 else 0.0
+            n_gaps, total = self._iat_n, self._iat_sum
+            spread = n_gaps * self._iat_sq - total * total  # n**2 * variance, exact
+            iat_cv = math.sqrt(spread) / total if total > 0 else 0.0
         else:
             iat_cv = 1.0
         mean_prompt = sums["prompt_tokens"] / n
@@ -216,11 +227,11 @@ class KeyWindow:
             sums["near_duplicate"] / n,
             len(self._heads) / n,
             len(self._prompts) / n,
-            sums["log_prompt"] / n,
+            sums["log_prompt"] / _LOG_SCALE / n,
             math.sqrt(var_prompt) / mean_prompt if mean_prompt > 0 else 0.0,
-            sums["log_completion"] / n,
+            sums["log_completion"] / _LOG_SCALE / n,
             sums["completion_tokens"] / max(sums["prompt_tokens"], 1),
-            sums["log_max_tokens"] / n,
+            sums["log_max_tokens"] / _LOG_SCALE / n,
             sums["reasoning"] / n,
             sums["logprobs"] / n,
             sums["top_logprobs"] / n,
@@ -249,23 +260,24 @@ class KeyWindow:
             "requests_seen": self.requests_seen,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
-            "minute_counts": self._minute_counts,
-            "minute_stamp": self._minute_stamp,
-            "hour_stamp": self._hour_stamp,
+            "minute_counts": list(self._minute_counts),
+            "minute_stamp": list(self._minute_stamp),
+            "hour_stamp": list(self._hour_stamp),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "KeyWindow":
         window = cls(data["size"])
         previous = None
-        for values in data["slots"]:
+        for stored in data["slots"]:
+            values = list(stored)
             values[1] = tuple(values[1])
             values[14] = tuple(values[14])
             slot = _Slot(*values)
             window._add(slot, +1)
             window.slots.append(slot)
             if previous is not None:
-                gap = max(slot.ts - previous.ts, 0.0)
+                gap = _gap_us(previous.ts, slot.ts)
                 window._iat_sum += gap
                 window._iat_sq += gap * gap
                 window._iat_n += 1

@@ -96,7 +96,9 @@ FROM_SCRATCH = {
     "unique_prompt_share": lambda last: len({e.user_hash for e in last}) / len(last),
     "reasoning_share": lambda last: sum(e.reasoning_marker for e in last) / len(last),
     "logprobs_share": lambda last: sum(e.logprobs for e in last) / len(last),
-    "completion_to_prompt_ratio": lambda last: sum(e.completion_tokens for e in last) / sum(e.prompt_tokens for e in last),
+    "completion_to_prompt_ratio": lambda last: (
+        sum(e.completion_tokens for e in last) / sum(e.prompt_tokens for e in last)
+    ),
     "interarrival_cv": _interarrival_cv,
     "single_turn_share": lambda last: sum(
         e.message_count == 1 or (e.message_count == 2 and e.system_hash != "") for e in last
