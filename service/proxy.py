@@ -30,7 +30,14 @@ from .errors import (
 )
 from .keys import KeyHasher, raw_key_from_headers
 from .limits import Admission, Limiter
-from .usage import STREAMABLE_PATHS, StreamAccountant, Usage, reservation, usage_from_body
+from .usage import (
+    STREAMABLE_PATHS,
+    StreamAccountant,
+    Usage,
+    estimate_prompt_tokens,
+    reservation,
+    usage_from_body,
+)
 
 log = logging.getLogger("distillguard.proxy")
 
@@ -77,7 +84,6 @@ class Exchange:
     upstream_seconds: float = 0.0
     first_chunk_at: float | None = None
     finished: float = 0.0
-    streamed: bool = False
     strip_usage: bool = False
     accountant: StreamAccountant | None = None
     admission: Admission | None = field(default=None, repr=False)
@@ -158,8 +164,7 @@ class Proxy:
         cost = reservation(path, body, request, self.settings.limits.default_max_tokens)
         exchange = Exchange(
             method, path, upstream_target(scope), route_label(path), key_id, client_ip, headers, body,
-            request, started, received_at=received_at, streamed=bool(request and request.get("stream") is True),
-            strip_usage=strip_usage,
+            request, started, received_at=received_at, strip_usage=strip_usage,
         )
         try:
             exchange.admission = await self.limiter.admit(key_id, ip_id, cost)
@@ -305,7 +310,7 @@ class Proxy:
         accountant = exchange.accountant
         if exchange.status in (0, 499, 502, 504) and accountant is None:
             return 0
-        prompt = len(exchange.body) // 4 + 1 if exchange.body else 0
+        prompt = estimate_prompt_tokens(exchange.body) if exchange.body else 0
         return prompt + (accountant.content_events if accountant else 0)
 
     async def _account(self, exchange: Exchange, tokens_used: int) -> None:
