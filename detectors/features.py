@@ -33,7 +33,9 @@ class RequestFeatures:
     Absent parameters read -1.0 (temperature, top_p), 0 (max_tokens, top_logprobs), 1 (n)
     or "" (strings). `template_fp` is a 64-bit SimHash of the last user text with its
     fillers masked (compare with `hamming`); `template_head` a 32-bit id of its first four
-    masked words; `ip_prefix` a salted hash of the client's /24 or /64.
+    masked words; `ip_prefix` a salted hash of the client's /24 or /64; `header_order` a
+    salted hash of the request's header names in the order sent, which tells the HTTP client
+    library apart whatever user agent it claims.
     """
 
     ts: float
@@ -63,6 +65,7 @@ class RequestFeatures:
     ua_hash: str
     status: int
     latency_ms: float
+    header_order: str = ""
 
 
 @dataclass(slots=True)
@@ -234,6 +237,25 @@ def _prefix_hash(client_ip: str, salt: bytes) -> str:
     return _keyed("6:" + address.packed[:8].hex(), salt)
 
 
+MAX_HEADER_NAMES = 40
+
+
+def header_order(headers: Mapping[str, str] | None, salt: bytes) -> str:
+    """Salted hash of the header names in the order the client sent them (lower case, the
+    first 40): each HTTP library sends its own set in its own order, and a script that
+    rotates user agents rarely rewrites that. Empty when no headers are known."""
+    if not headers:
+        return ""
+    names = [name.lower() for name, _ in zip(headers, range(MAX_HEADER_NAMES))]
+    return _order_hash("\n".join(names), salt)
+
+
+@lru_cache(maxsize=4096)
+def _order_hash(names: str, salt: bytes) -> str:
+    """Cached: a gateway sees a handful of client libraries, each with one order."""
+    return _keyed(names, salt)
+
+
 def _usage_tokens(usage: object, name: str, alias: str) -> int:
     if isinstance(usage, Mapping):
         value = usage.get(name, usage.get(alias))
@@ -301,6 +323,7 @@ def request_features(
         ua_hash=_keyed(user_agent, salt) if user_agent else "",
         status=int(status),
         latency_ms=float(latency_ms),
+        header_order=header_order(headers, salt),
     )
 
 

@@ -354,6 +354,20 @@ def test_client_hashes_depend_on_the_salt():
     assert (other.ip_prefix, other.ua_hash) != (mine.ip_prefix, mine.ua_hash)
 
 
+def test_header_order_tells_client_libraries_apart_whatever_their_values():
+    sdk = features({}, headers={"accept": "application/json", "content-type": "application/json", "user-agent": "a/1"})
+    same_names = features({}, headers={"accept": "*/*", "content-type": "text/plain", "user-agent": "b/2"})
+    reordered = features({}, headers={"user-agent": "a/1", "accept": "application/json", "content-type": "x"})
+    assert sdk.header_order == same_names.header_order
+    assert sdk.header_order != reordered.header_order
+    assert len(sdk.header_order) == 12
+
+
+def test_no_headers_means_no_header_order():
+    assert features({}, headers=None).header_order == ""
+    assert features({}, headers={}).header_order == ""
+
+
 def test_unparsable_client_addresses_still_hash():
     assert len(features({}, client_ip="testclient").ip_prefix) == 12
 
@@ -367,6 +381,7 @@ def test_stream_fields_round_trip():
         max_tokens=64, temperature=0.7, top_p=0.95, logprobs=True, top_logprobs=3,
     )
     original = features(body, headers={"user-agent": "ua/1"}, usage={"prompt_tokens": 21, "completion_tokens": 8})
+    assert original.header_order
     fields = to_fields(original)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
     assert from_fields(fields) == original
@@ -387,6 +402,6 @@ def test_stream_fields_round_trip_defaults_and_extremes():
 
 def test_entries_missing_newer_fields_read_with_defaults():
     fields = to_fields(features(chat(("user", "hi"))))
-    del fields["reasoning_effort"], fields["top_p"]
+    del fields["reasoning_effort"], fields["top_p"], fields["header_order"]
     restored = from_fields(fields)
-    assert (restored.reasoning_effort, restored.top_p) == ("", -1.0)
+    assert (restored.reasoning_effort, restored.top_p, restored.header_order) == ("", -1.0, "")
