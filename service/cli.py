@@ -1,4 +1,4 @@
-"""The `distillguard` command: serve, scorer, demo, mock-upstream, key-id, keys."""
+"""The `distillguard` command: serve, scorer, demo, mock-upstream, key-id, keys, replay."""
 
 from __future__ import annotations
 
@@ -265,6 +265,38 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     print(f"wrote {written} requests to {args.out}")
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    """Send a traffic file's requests to a running gateway (see traffic/replay.py)."""
+    from traffic.replay import DetectionOptions, ReplayOptions, parse_speed, run_replay
+
+    from .keys import state_dir
+
+    settings = _settings_from(args)
+    secret = settings.key_secret.encode() if settings.key_secret else None
+    if secret is None and (state_dir() / "key_secret").exists():  # the local gateway's; never created here
+        secret = (state_dir() / "key_secret").read_bytes().strip()
+    admin_token = args.admin_token or settings.admin_token
+    detection = None
+    if args.admin_url or args.admin_token:
+        if not admin_token:
+            sys.exit("distillguard replay: --admin-url needs --admin-token (or admin_token in the config)")
+        if secret is None:
+            sys.exit("distillguard replay: reading flags needs the gateway's key secret to name the replayed "
+                     "keys as it does: set key_secret in --config or DISTILLGUARD_KEY_SECRET")
+        detection = DetectionOptions(args.admin_url or args.target, admin_token, parse_duration(args.settle))
+    try:
+        options = ReplayOptions(
+            target=args.target, speed=parse_speed(args.speed), concurrency=args.concurrency,
+            read_ahead=args.read_ahead, timeout_s=parse_duration(args.timeout),
+            progress=False if args.quiet else None, key_secret=secret,
+        )
+    except ValueError as exc:
+        sys.exit(f"distillguard replay: {exc}")
+    if not os.path.exists(args.file):
+        sys.exit(f"distillguard replay: no such file: {args.file}")
+    sys.exit(run_replay(args.file, options, args.report, detection))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillguard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--hours", type=float, default=24.0)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(func=cmd_simulate)
+
+    replay = with_config(commands.add_parser("replay", help="send a traffic file's requests to a running gateway"))
+    replay.add_argument("file")
+    replay.add_argument("--target", required=True, help="the gateway's URL, e.g. http://127.0.0.1:8000")
+    replay.add_argument("--speed", default="1", help="divide recorded gaps by this, or 'max' (default: 1)")
+    replay.add_argument("--concurrency", type=int, default=64, help="requests in flight at most (default: 64)")
+    replay.add_argument("--read-ahead", type=int, default=10_000, help="records read but unanswered, at most")
+    replay.add_argument("--timeout", default="120s", help="per request, to the end of its answer")
+    replay.add_argument("--report", help="write the report as JSON")
+    replay.add_argument("--admin-url", help="read the gateway's flags here (default: --target)")
+    replay.add_argument("--admin-token", help="admin token (default: admin_token of the config)")
+    replay.add_argument("--settle", default="3s", help="wait until the flags are unchanged this long")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
 
     keys = with_config(commands.add_parser("keys", help="set and read per-key decisions"))
     keys.add_argument("--redis-url")
