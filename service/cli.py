@@ -248,6 +248,32 @@ def cmd_score(args: argparse.Namespace) -> None:
             json.dump({"flags": report.flags(), "summary": summary}, handle, indent=2)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Simulate a mixed population, train on part of the honest keys, score the rest: the table."""
+    import json
+
+    from .evaluation import Plan, format_table, parse_param, run_evaluation
+
+    settings = _settings_from(args)
+    try:
+        params = parse_param(args.param or [])
+        plan = Plan(benign=args.benign, attacks_per_scenario=args.attacks_per_scenario, hours=args.hours,
+                    seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr, params=params)
+        result = run_evaluation(plan, settings, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    except ValueError as exc:
+        sys.exit(f"distillguard evaluate: {exc}")
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+    if args.html:
+        from .report_html import render
+
+        with open(args.html, "w", encoding="utf-8") as handle:
+            handle.write(render(result))
+        print(f"wrote {args.html}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     """Write labelled simulated traffic."""
     from traffic.format import TrafficWriter
@@ -348,6 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("file")
     score.add_argument("--report", help="write flags and summary as JSON")
     score.set_defaults(func=cmd_score)
+
+    evaluate = with_config(commands.add_parser(
+        "evaluate", help="simulate honest and attack keys, train, score, print the per-scenario table"))
+    evaluate.add_argument("--benign", type=int, default=2000, help="honest keys (default: 2000)")
+    evaluate.add_argument("--attacks-per-scenario", type=int, default=10, help="keys of every attack (default: 10)")
+    evaluate.add_argument("--hours", type=float, default=24.0)
+    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.add_argument("--train-share", type=float, default=0.5, help="share of honest keys that train the forest")
+    evaluate.add_argument("--target-fpr", type=float, default=0.001, help="the forest's calibration target")
+    evaluate.add_argument("--param", action="append", metavar="SCENARIO.NAME=LOW[,HIGH]",
+                          help="override a scenario's parameter range, e.g. hydra.per_minute=0.01,0.05; repeatable")
+    evaluate.add_argument("--html", help="also write the self-contained report page here")
+    evaluate.add_argument("--json", help="also write every figure as JSON here")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     simulate = commands.add_parser("simulate", help="write labelled simulated traffic")
     simulate.add_argument("--out", required=True)

@@ -1,0 +1,181 @@
+"""`distillguard evaluate`: one command from a simulated population to the per-scenario table
+and a self-contained report page; honest keys split by key between training and scoring."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from service.config import load_settings
+from service.evaluation import (
+    EVALUATION_SECRET, Plan, SettledKeys, attack_scenarios, benign_mix, in_training, parse_param, pipeline_with,
+    population, simulate, threshold_sweep,
+)
+from service.offline import score_records, train_forest
+from service.report_html import render
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--benign", "60", "--attacks-per-scenario", "2", "--hours", "4", "--seed", "3"]
+HOSTILE = "<script>alert('x')</script>"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The command as a user runs it, on a small population."""
+    out = tmp_path_factory.mktemp("evaluate")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "service.cli", "evaluate", *SMALL, "--html", str(out / "report.html"),
+         "--json", str(out / "report.json")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout, (out / "report.html").read_text(), json.loads((out / "report.json").read_text())
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def elements(page: str) -> list[tuple[str, dict]]:
+    parser = Elements()
+    parser.feed(page)
+    return parser.tags
+
+
+def test_the_table_has_a_row_for_every_attack_scenario(run):
+    stdout, _, result = run
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines() if line and not line.startswith(" ")}
+    for name in attack_scenarios():
+        assert name in result["summary"]["scenarios"], name
+        assert rows[name][1] == "attack", rows[name]
+        assert int(rows[name][2]) == result["summary"]["scenarios"][name]["keys"]
+    assert "recall" in stdout and "false-positive rate" in stdout and "took" in stdout
+
+
+def test_every_honest_scenario_that_sent_traffic_is_in_the_table(run):
+    _, _, result = run
+    honest = {key["scenario"] for key in result["key_scores"] if key["label"] == "benign"}
+    assert honest and honest <= set(result["summary"]["scenarios"])
+    assert all(result["summary"]["scenarios"][name]["label"] == "benign" for name in honest)
+
+
+def test_the_page_loads_nothing_from_anywhere(run):
+    _, page, _ = run
+    lowered = page.lower()
+    for needle in ("http://", "https://", "<script", "<link", "@import", "url(", "<iframe", "<img"):
+        assert needle not in lowered, needle
+    for tag, attrs in elements(page):
+        assert "src" not in attrs and "href" not in attrs, (tag, attrs)
+
+
+def test_the_page_has_the_three_charts_and_the_table(run):
+    _, page, _ = run
+    ids = {attrs.get("id"): tag for tag, attrs in elements(page)}
+    assert ids.get("chart-scores") == "svg"
+    assert ids.get("chart-tradeoff") == "svg"
+    assert ids.get("chart-ttd") == "svg"
+    assert ids.get("scenarios") == "table"
+    assert ids.get("operating-point") == "circle" and ids.get("sweep") == "polyline"
+
+
+def test_strings_from_the_run_are_escaped(run):
+    _, _, result = run
+    hostile = json.loads(json.dumps(result))
+    name = next(iter(hostile["summary"]["scenarios"]))
+    hostile["summary"]["scenarios"][HOSTILE] = hostile["summary"]["scenarios"].pop(name)
+    hostile["summary"]["attack_keys"][0]["scenario"] = HOSTILE
+    hostile["commit"] = '"><svg onload=alert(1)>'
+    hostile["false_positives"] = [{"key_id": "0123456789abcdef", "scenario": HOSTILE, "ttd_requests": 40,
+                                   "reasons": [{"name": "x", "detail": "<img src=x onerror=alert(1)>"}]}]
+    page = render(hostile)
+    assert "<script" not in page and "<img" not in page and "<svg onload" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_the_threshold_sweep_only_grows_as_the_threshold_falls(run):
+    _, _, result = run
+    synthetic = threshold_sweep([("attack", 1.0), ("attack", 0.7), ("benign", 0.7), ("benign", 0.2),
+                                 ("attack", 0.1), ("benign", 0.0)])
+    for sweep in (result["sweep"], synthetic):
+        thresholds = [point["threshold"] for point in sweep]
+        assert thresholds == sorted(thresholds, reverse=True) and len(set(thresholds)) == len(thresholds)
+        for earlier, later in zip(sweep, sweep[1:]):
+            assert later["recall"] >= earlier["recall"]
+            assert later["false_positive_rate"] >= earlier["false_positive_rate"]
+    assert synthetic[0] == {"threshold": 1.0, "recall": 1 / 3, "false_positive_rate": 0.0}
+    assert synthetic[1] == {"threshold": 0.7, "recall": 2 / 3, "false_positive_rate": 1 / 3}
+    assert synthetic[-1]["recall"] == synthetic[-1]["false_positive_rate"] == 1.0
+
+
+def test_training_and_scored_keys_are_disjoint(run):
+    _, _, result = run
+    plan = Plan(benign=60, attacks_per_scenario=2, hours=4, seed=3)
+    trained = {r.key_id for r in simulate(plan, benign_mix(plan.benign), lambda key_id, _: in_training(key_id, plan))}
+    scored = {key["key_id"] for key in result["key_scores"]}
+    scored_honest = {key["key_id"] for key in result["key_scores"] if key["label"] == "benign"}
+    assert trained and scored_honest
+    assert not trained & scored
+    assert len(trained) == result["train_keys"]
+
+
+def test_attack_keys_are_never_trained_on():
+    plan = Plan(seed=3)
+    mix = population(plan)
+    assert set(attack_scenarios()) <= set(mix)
+    assert not set(attack_scenarios()) & set(benign_mix(plan.benign))
+    assert sum(benign_mix(plan.benign).values()) == plan.benign
+
+
+def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
+    """The shortcut that makes the full run fast: a key flagged with score 1 stops being
+    scored. Every key's first flag, time to detect and highest score must be as without it.
+    Small batches let keys settle early in this short run (decisions never depend on them)."""
+    monkeypatch.setattr("service.offline.BATCH", 16)
+    slow = {"rate_per_s": (0.1, 0.15)}
+    plan = Plan(benign=40, attacks_per_scenario=1, hours=2, seed=5, params={
+        name: slow for name in ("burst_harvester", "logprob_harvester", "topic_sweep", "reasoning_harvester",
+                                "paraphrase_harvester")})
+    settings = load_settings(None)
+    model = train_forest(simulate(plan, benign_mix(plan.benign), lambda key_id, _: in_training(key_id, plan)),
+                         EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
+
+    def test_keys(key_id: str, label: str) -> bool:
+        return label == "attack" or not in_training(key_id, plan)
+
+    full = score_records(simulate(plan, population(plan), test_keys), EVALUATION_SECRET, pipeline_with(model, settings))
+    settled = SettledKeys(pipeline_with(model, settings))
+    short = score_records(simulate(plan, population(plan), lambda k, label: test_keys(k, label) and k not in
+                                   settled.settled), EVALUATION_SECRET, settled)
+    assert settled.settled and short.requests < full.requests
+    assert full.keys.keys() == short.keys.keys()
+    for key_id, outcome in full.keys.items():
+        other = short.keys[key_id]
+        assert (outcome.flag is None) == (other.flag is None), key_id
+        assert outcome.max_score == other.max_score, key_id
+        if outcome.flag:
+            assert outcome.flag["requests_before_flag"] == other.flag["requests_before_flag"]
+            assert outcome.flagged_at_ts == other.flagged_at_ts
+
+
+def test_param_overrides_parse_ranges_and_refuse_unknown_scenarios():
+    assert parse_param(["hydra.per_minute=0.01,0.05", "hydra.network_size=50"]) == {
+        "hydra": {"per_minute": (0.01, 0.05), "network_size": 50}}
+    with pytest.raises(ValueError, match="known scenario"):
+        parse_param(["nobody.rate=1"])
+    with pytest.raises(ValueError, match="numbers"):
+        parse_param(["hydra.per_minute=fast"])
