@@ -118,6 +118,7 @@ class Replayer:
         base = options.target.rstrip("/")
         self._base = base[:-3] if base.endswith("/v1") else base
         self._lanes: dict[str, _Lane] = {}
+        self._urls: dict[str, URL] = {}
         self._waiting = 0  # records read and not yet answered
         self._in_flight = 0
         self._reading = True
@@ -268,8 +269,8 @@ class Replayer:
         sent = loop.time()
         status = error = None
         try:
-            async with session.request(record.method, URL(self._base + record.path, encoded=True),
-                                       data=body, headers=headers, allow_redirects=False) as response:
+            async with session.request(record.method, self._url(record.path), data=body, headers=headers,
+                                       allow_redirects=False) as response:
                 await response.read()
                 status = response.status
         except asyncio.TimeoutError:
@@ -281,6 +282,14 @@ class Replayer:
         except (aiohttp.ClientError, OSError) as exc:
             error = type(exc).__name__
         self.stats.observe(row, record.ts, status, error, loop.time() - sent, sent - due, sent - self.stats.started)
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) > 1000:  # paths with ids or queries: do not keep them all
+                self._urls.clear()
+            url = self._urls[path] = URL(self._base + path, encoded=True)
+        return url
 
     async def _show_progress(self) -> None:
         """A bar with requests/s, recent p50 and status counts, when there is a terminal."""
