@@ -24,6 +24,7 @@ from .events import EventSink
 from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
 from .proxy import Proxy
+from .recording import Recorder
 from .scorer import Scorer, default_name
 from .store import Store, connect
 
@@ -41,6 +42,8 @@ class GatewayState:
         self.limiter: Limiter | None = None
         self.proxy: Proxy | None = None
         self.events: EventSink | None = None
+        self.recorder: Recorder | None = None
+        self.v1 = None  # the ASGI app `/v1/` goes to: the proxy, watched by the recorder if on
         self.scorer: Scorer | None = None
         self.scorer_task: asyncio.Task | None = None
         self.tasks: list[asyncio.Task] = []
@@ -50,6 +53,9 @@ class GatewayState:
         self.limiter = Limiter(self.store, self.settings)
         self.proxy = Proxy(self.settings, self.limiter, self.hasher)
         await self.proxy.start()
+        self.v1 = self.proxy
+        if self.settings.recording.enabled:
+            self._start_recording()
         self.tasks.append(asyncio.create_task(self.proxy.renew_leases_forever()))
         if self.settings.detection.enabled:
             self._start_detection()
@@ -63,12 +69,21 @@ class GatewayState:
             self.scorer = Scorer(self.store, self.settings, name=f"gateway-{default_name()}")
             self.scorer_task = asyncio.create_task(self.scorer.run())
 
+    def _start_recording(self) -> None:
+        settle = max(self.settings.redis_timeout, 1.0) + 1.0  # accounting runs before listeners
+        self.recorder = Recorder(self.settings.recording, settle_seconds=settle)
+        self.proxy.on_finished.append(self.recorder.listen)
+        self.recorder.start()
+        self.v1 = self.recorder.watch(self.proxy)
+
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.proxy is not None:
             await self.proxy.close()
+        if self.recorder is not None:
+            await self.recorder.close()
         if self.events is not None:
             await self.events.close()
         if self.scorer is not None:
@@ -161,7 +176,7 @@ class Gateway:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await self.state.proxy(scope, receive, send)
+            await self.state.v1(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

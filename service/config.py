@@ -190,6 +190,43 @@ class DetectionConfig(_Strict):
         return rules
 
 
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"})
+
+
+class RecordingConfig(_Strict):
+    """Traffic recording (docs/recording.md): each finished request appended to a traffic file."""
+
+    enabled: bool = False
+    # Empty: $DISTILLGUARD_HOME/recordings.
+    directory: str | None = None
+    bodies: Literal["full", "features", "none"] = "features"
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    keep_files: int | None = Field(default=None, ge=1)
+    gzip: bool = True
+    queue_size: int = Field(default=10_000, ge=1)
+    queue_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    reorder_window: float = 60.0
+    # Headers whose values are kept (a trailing * matches a prefix); other names keep "".
+    headers: list[str] = Field(
+        default_factory=lambda: ["user-agent", "content-type", "accept", "accept-encoding", "accept-language",
+                                 "x-stainless-*"]
+    )
+
+    _parse_window = field_validator("reorder_window", mode="before")(lambda cls, v: parse_duration(v))
+
+    @field_validator("headers")
+    @classmethod
+    def _no_secret_headers(cls, names: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in names]
+        for name in names:
+            if not name or "*" in name[:-1]:
+                raise ValueError(f"{name!r} is not a header name (a * may only end it)")
+            secret = sorted(s for s in SECRET_HEADERS if s == name or (name.endswith("*") and s.startswith(name[:-1])))
+            if secret:
+                raise ValueError(f"{name!r} would record {', '.join(secret)}, which carries credentials")
+        return names
+
+
 class Settings(BaseSettings):
     """Every setting of the gateway and its commands."""
 
@@ -211,6 +248,7 @@ class Settings(BaseSettings):
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     _parse_redis_timeout = field_validator("redis_timeout", mode="before")(
         lambda cls, v: parse_duration(v)

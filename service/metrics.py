@@ -89,6 +89,19 @@ SCORER_BATCH = Histogram(
     buckets=_FAST_BUCKETS[3:] + (2.5, 5.0),
 )
 
+# Recording: finished requests appended to traffic files (service/recording.py).
+RECORDING_RECORDS = Counter("distillguard_recording_records_total", "Requests written to traffic files.")
+RECORDING_BYTES = Counter("distillguard_recording_written_bytes_total", "Bytes written to traffic files (after gzip).")
+RECORDING_DROPPED = Counter(
+    "distillguard_recording_dropped_total", "Finished requests not recorded, by why.", ["reason"]
+)
+RECORDING_ERRORS = Counter(
+    "distillguard_recording_errors_total", "Traffic file opens and writes that failed (full disk, unwritable directory)."
+)
+RECORDING_FILES = Counter(
+    "distillguard_recording_files_total", "Traffic files started, by why the previous one ended.", ["reason"]
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text, aggregated over worker processes when there are several."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,12 +21,14 @@ BATCH = 512
 
 
 def record_features(record, salt: bytes) -> RequestFeatures:
-    """A traffic record as the gateway would have seen it finish."""
-    return request_features(
+    """A traffic record as the gateway would have seen it finish. A recording that dropped
+    the prompt text kept its text features instead (`features`), which take its place."""
+    features = request_features(
         ts=record.ts, key_id=record.key_id, path=record.path, body=record.body,
         headers=record.headers or {}, client_ip=record.ip, status=record.status or 200,
         latency_ms=record.latency_ms or 0.0, usage=record.usage, salt=salt,
     )
+    return replace(features, **record.features) if record.features else features
 
 
 def benign_windows(records: Iterable, salt: bytes) -> np.ndarray:

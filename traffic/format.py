@@ -20,15 +20,27 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import IO
 
-__all__ = ["TrafficRecord", "TrafficFormatError", "TrafficWriter", "read_traffic", "write_record", "LABELS"]
+__all__ = ["TrafficRecord", "TrafficFormatError", "TrafficWriter", "read_traffic", "write_record", "LABELS",
+           "TEXT_FEATURES"]
 
 LABELS = frozenset({"benign", "attack"})
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 FIELDS = frozenset({
     "ts", "key", "key_id", "ip", "method", "path", "headers", "body", "label", "scenario",
-    "status", "latency_ms", "usage",
+    "status", "latency_ms", "usage", "features",
 })
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+# What a recording keeps of the prompt when it drops the text (`recording.bodies: features`):
+# the RequestFeatures fields detection derives from the text, by the kind of value each is.
+TEXT_FEATURES = {
+    "prompt_chars": "count", "prompt_tokens": "count", "message_count": "count", "system_hash": "hash",
+    "user_hash": "hash", "template_fp": "u64", "template_head": "u32", "reasoning_marker": "bool",
+}
+_FEATURE_LIMITS = {"count": 2**31, "u64": 2**64, "u32": 2**32}
+_FEATURE_KINDS = {
+    "count": "an integer 0 to 2**31-1", "u64": "an integer 0 to 2**64-1", "u32": "an integer 0 to 2**32-1",
+    "hash": "16 lowercase hex characters or \"\"", "bool": "true or false",
+}
 TS_TOLERANCE_S = 1.0
 GZIP_MAGIC = b"\x1f\x8b"
 _HEX = frozenset("0123456789abcdef")
@@ -52,6 +64,7 @@ class TrafficRecord:
     status: int | None = None
     latency_ms: float | None = None
     usage: dict | None = None
+    features: dict | None = None
 
     def to_dict(self) -> dict:
         """The line this record is written as; absent optional fields are left out."""
@@ -167,6 +180,7 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
     status = get("status")
     latency_ms = get("latency_ms")
     usage = get("usage")
+    features = get("features")
     return TrafficRecord(
         float(ts), key_id, ip, method, path,
         {} if headers is None else _headers(headers),
@@ -176,6 +190,7 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
         None if status is None else _status(status),
         None if latency_ms is None else _non_negative("latency_ms", latency_ms),
         None if usage is None else _usage(usage),
+        None if features is None else _features(features),
     )
 
 
@@ -294,6 +309,27 @@ def _usage(value: object) -> dict:
         count = value.get(name)
         if type(count) is not int or count < 0:
             raise _Invalid("usage", f"'{name}' must be a non-negative integer")
+    return value
+
+
+def _features(value: object) -> dict:
+    if type(value) is not dict:
+        raise _Invalid("features", "must be an object of text features")
+    if value.keys() != TEXT_FEATURES.keys():
+        unknown = sorted(value.keys() - TEXT_FEATURES.keys())
+        problem = f"unknown feature {unknown[0]!r}" if unknown else (
+            f"missing {sorted(TEXT_FEATURES.keys() - value.keys())[0]!r}")
+        raise _Invalid("features", problem)
+    for name, kind in TEXT_FEATURES.items():
+        item = value[name]
+        if kind == "bool":
+            good = type(item) is bool
+        elif kind == "hash":
+            good = type(item) is str and (item == "" or _is_key_id(item))
+        else:
+            good = type(item) is int and 0 <= item < _FEATURE_LIMITS[kind]
+        if not good:
+            raise _Invalid("features", f"{name!r} must be {_FEATURE_KINDS[kind]}")
     return value
 
 
