@@ -36,11 +36,18 @@ import aiohttp
 from yarl import URL
 
 from .format import TrafficRecord, read_traffic
-from .replay_report import AdminClient, KeyRow, ReplayStats, format_report, read_detection, replay_report
+from .replay_report import (
+    AdminClient,
+    KeyRow,
+    ReplayStats,
+    format_report,
+    read_detection,
+    replay_report,
+    show_progress,
+)
 
 SYNTHETIC_KEY_PREFIX = "sk-replay-"
 HORIZON_S = 2.0  # on a schedule, read no further ahead than this
-PROGRESS_INTERVAL_S = 0.5
 NOT_SENT = frozenset({"authorization", "x-api-key", "api-key", "host", "content-length", "connection",
                       "transfer-encoding", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"})
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -128,13 +135,15 @@ class Replayer:
         self._grace = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.interrupted = asyncio.Event()
 
     def interrupt(self, signum: int) -> None:
         """First signal: stop reading and let requests in flight finish; second: stop now."""
-        if self._stopping:
+        if self.interrupted_by is not None:
             self._grace.set()
             return
         self.interrupted_by = signum
+        self.interrupted.set()
         self._stop()
 
     def _stop(self) -> None:
@@ -151,7 +160,7 @@ class Replayer:
                                          skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
             workers = [asyncio.create_task(self._work(session)) for _ in range(self.options.concurrency)]
             reader = asyncio.create_task(self._read())
-            progress = asyncio.create_task(self._show_progress())
+            progress = asyncio.create_task(show_progress(self.stats, self.options.progress))
             try:
                 await self._done.wait()
                 reader.cancel()
@@ -291,30 +300,6 @@ class Replayer:
             url = self._urls[path] = URL(self._base + path, encoded=True)
         return url
 
-    async def _show_progress(self) -> None:
-        """A bar with requests/s, recent p50 and status counts, when there is a terminal."""
-        if self.options.progress is False:
-            return
-        from tqdm import tqdm
-
-        stats = self.stats
-        with tqdm(unit="req", dynamic_ncols=True, disable=None if self.options.progress is None else False,
-                  file=sys.stderr, desc="replay") as bar:
-            shown = 0
-            while True:
-                await asyncio.sleep(PROGRESS_INTERVAL_S)
-                recent = stats.recent
-                p50 = recent.get_value_at_percentile(50) / 1000 if recent.get_total_count() else None
-                recent.reset()
-                counts = " ".join(f"{status}:{count}" for status, count in sorted(stats.statuses.items()))
-                errors = sum(stats.errors.values())
-                bar.set_postfix_str(
-                    f"p50 {'-' if p50 is None else f'{p50:.1f}'} ms | {counts or '-'}"
-                    + (f" | errors:{errors}" if errors else ""), refresh=False,
-                )
-                bar.update(stats.sent - shown)
-                shown = stats.sent
-
 
 @dataclass(frozen=True)
 class DetectionOptions:
@@ -327,29 +312,48 @@ class DetectionOptions:
 
 async def replay_file(path: str, options: ReplayOptions, detection: DetectionOptions | None = None,
                       install_signals: bool = True) -> tuple[dict, Replayer]:
-    """Replays `path` and returns the report (with the labelled comparison when asked)."""
+    """Replays `path` and returns the report (with the labelled comparison when asked).
+    A signal while the flags are read skips that part."""
     replayer = Replayer(path, options)
     loop = asyncio.get_running_loop()
     if install_signals:
         for signum in EXIT_INTERRUPTED:
             loop.add_signal_handler(signum, replayer.interrupt, signum)
-    began = time.time()
     try:
+        began = time.time()
         stats = await replayer.run()
+        report = replay_report(
+            stats, file=path, target=options.target, speed="max" if options.speed is None else options.speed,
+            concurrency=options.concurrency, interrupted=replayer.interrupted_by is not None,
+            error=str(replayer.error) if replayer.error else None,
+        )
+        if detection is not None and replayer.interrupted_by is None and replayer.error is None and stats.keys:
+            report["detection"] = await _unless_interrupted(replayer, _detection(stats, detection, began))
     finally:
         if install_signals:
             for signum in EXIT_INTERRUPTED:
                 loop.remove_signal_handler(signum)
-    report = replay_report(
-        stats, file=path, target=options.target, speed="max" if options.speed is None else options.speed,
-        concurrency=options.concurrency, interrupted=replayer.interrupted_by is not None,
-        error=str(replayer.error) if replayer.error else None,
-    )
-    if detection is not None and replayer.interrupted_by is None and replayer.error is None and stats.keys:
+    return report, replayer
+
+
+async def _detection(stats: ReplayStats, detection: DetectionOptions, began: float) -> dict:
+    try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             admin = AdminClient(session, detection.admin_url, detection.admin_token)
-            report["detection"] = await read_detection(stats, admin, detection.settle_s, began)
-    return report, replayer
+            return await read_detection(stats, admin, detection.settle_s, began)
+    except (aiohttp.ClientError, OSError, RuntimeError) as error:
+        return {"error": f"could not read the gateway's flags: {error}"}
+
+
+async def _unless_interrupted(replayer: Replayer, work) -> dict:
+    task = asyncio.ensure_future(work)
+    signalled = asyncio.ensure_future(replayer.interrupted.wait())
+    await asyncio.wait((task, signalled), return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return {"error": "interrupted while reading the gateway's flags"}
 
 
 def run_replay(path: str, options: ReplayOptions, report_path: str | None = None,
@@ -369,6 +373,9 @@ def run_replay(path: str, options: ReplayOptions, report_path: str | None = None
             json.dump(report, handle, indent=2)
     if replayer.error is not None:
         print(f"distillguard replay: {replayer.error}", file=sys.stderr)
+        return 1
+    if "error" in report.get("detection", {}) and replayer.interrupted_by is None:
+        print(f"distillguard replay: {report['detection']['error']}", file=sys.stderr)
         return 1
     if replayer.interrupted_by is not None:
         return EXIT_INTERRUPTED[replayer.interrupted_by]

@@ -10,6 +10,7 @@ of `distillguard score`.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from service.offline import KeyOutcome, ScoreReport, format_summary
 LATENCY_RANGE_US = (1, 3_600_000_000)  # 1 µs to 1 h
 FLAGS_PAGE = 10_000  # the admin API's largest `limit`
 KEYS_SHOWN = 20
+PROGRESS_INTERVAL_S = 0.5
 CLOCK_TOLERANCE_S = 1.0
 
 
@@ -93,6 +95,33 @@ class ReplayStats:
         return self.finished - self.started
 
 
+async def show_progress(stats: ReplayStats, progress: bool | None) -> None:
+    """A bar with requests/s, the latest p50 and status counts; `None` shows it on a terminal only."""
+    if progress is False:
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit="req", dynamic_ncols=True, disable=None if progress is None else False, file=sys.stderr,
+              desc="replay") as bar:
+
+        def refresh() -> None:
+            recent = stats.recent
+            p50 = f"{recent.get_value_at_percentile(50) / 1000:.1f}" if recent.get_total_count() else "-"
+            recent.reset()
+            counts = " ".join(f"{status}:{count}" for status, count in sorted(stats.statuses.items()))
+            errors = sum(stats.errors.values())
+            bar.set_postfix_str(f"p50 {p50} ms | {counts or '-'}" + (f" | errors:{errors}" if errors else ""),
+                                refresh=False)
+            bar.update(stats.sent - bar.n)
+
+        try:
+            while True:
+                await asyncio.sleep(PROGRESS_INTERVAL_S)
+                refresh()
+        finally:
+            refresh()  # the bar ends on the final counts
+
+
 def replay_report(stats: ReplayStats, **run: object) -> dict:
     """The JSON report; `run` says what was replayed where (file, target, speed, ...)."""
     duration = stats.duration
@@ -141,7 +170,9 @@ def format_report(report: dict) -> str:
         if len(keys) > len(shown):
             lines.append(f"  ... and {len(keys) - len(shown)} more keys (all of them are in --report)")
     detection = report.get("detection")
-    if detection:
+    if detection and "error" in detection:
+        lines += ["", f"  detection: {detection['error']}"]
+    elif detection:
         lines += ["", format_summary(detection["summary"])]
         lines += [f"  warning: {warning}" for warning in detection.get("warnings", [])]
     return "\n".join(lines)
