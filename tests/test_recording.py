@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import json
 import re
 import resource
@@ -30,7 +31,7 @@ from service.usage import Usage
 from tests.conftest import TEST_SECRET, base_config
 from tests.support.processes import wait_until
 from tests.support.traffic import chat_request, harvest_request, key_id, send
-from traffic.format import TEXT_FEATURES, read_traffic
+from traffic.format import TEXT_FEATURES, TrafficFormatError, read_traffic
 
 FILE_NAME = re.compile(r"^traffic-\d{8}T\d{6}-(\d+)-(\d+)\.jsonl(\.gz)?$")
 PROMPT = "Describe the zebra-striped lighthouse of Quillport"
@@ -291,6 +292,23 @@ def test_a_write_that_fails_mid_file_drops_its_chunk_and_leaves_every_file_reada
     assert written > 0
     gateway.stop()
     assert len(recorded(tmp_path)) == written, "no file ends in a partial line"
+
+
+def test_the_reader_takes_exactly_the_eight_text_features_each_of_its_type():
+    features = {"prompt_chars": 51, "prompt_tokens": 13, "message_count": 2, "system_hash": "",
+                "user_hash": "0123456789abcdef", "template_fp": 2**64 - 1, "template_head": 7, "reasoning_marker": False}
+    line = {"ts": 1.0, "key_id": "0123456789abcdef", "ip": "192.0.2.1", "method": "POST",
+            "path": "/v1/chat/completions", "body": {"model": "sim"}, "features": features}
+    [record] = read_traffic(io.StringIO(json.dumps(line)))
+    assert record.features == features
+    missing = {k: v for k, v in features.items() if k != "prompt_tokens"}
+    for bad, problem in ((missing, "missing 'prompt_tokens'"), ({**features, "prompt": "hi"}, "unknown feature 'prompt'"),
+                         ({**features, "template_fp": 2**64}, "'template_fp' must be"),
+                         ({**features, "user_hash": "Hi"}, "'user_hash' must be"),
+                         ({**features, "reasoning_marker": 1}, "'reasoning_marker' must be"), ([1], "must be an object")):
+        with pytest.raises(TrafficFormatError, match=re.escape(problem)) as caught:
+            list(read_traffic(io.StringIO(json.dumps({**line, "features": bad}))))
+        assert caught.value.field == "features"
 
 
 def _exchange(i: int) -> Exchange:
