@@ -47,6 +47,7 @@ sys.path.insert(0, str(BENCH))
 import proxy_bench as pb  # noqa: E402  (its process, nginx and wrk helpers)
 
 SAMPLE_S = 0.5
+QUIET_PCT, QUIET_WAIT_S = 15.0, 60.0  # before each run, wait (at most this long) for others' work to calm
 
 
 def generate(path: Path, lines: int, keys: int) -> Path:
@@ -78,6 +79,7 @@ def rss_kib(pid: int) -> int | None:
 
 def replay(command: list[str], path: Path, target: str, concurrency: int, tmp: Path, name: str) -> dict:
     """`distillguard replay --speed max` as a child: its report, CPU and sampled memory."""
+    busy_before, waited = pb.wait_quiet(QUIET_PCT, QUIET_WAIT_S)
     report_path = tmp / f"{name}.json"
     argv = command + ["replay", str(path), "--target", target, "--speed", "max", "--concurrency",
                       str(concurrency), "--quiet", "--report", str(report_path)]
@@ -118,6 +120,8 @@ def replay(command: list[str], path: Path, target: str, concurrency: int, tmp: P
         "machine_busy_pct": round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
         "rss_peak_mib": round(max(rss) / 1024, 1) if rss else None,
         "rss_mib_by_decile": _deciles(samples),
+        "machine_busy_before_pct": busy_before,
+        "waited_for_quiet_s": waited,
     }
 
 
@@ -142,29 +146,30 @@ def start_noop(children: pb.Children, tmp: Path) -> str:
 def markdown(result: dict) -> str:
     ceiling, gateway = result["ceiling"], result.get("gateway") or {}
     rows = [
-        "| run | requests | req/s | p50 / p99 ms | replayer CPU (1 core = 100 %) | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | requests | req/s | p50 / p99 ms | replayer CPU (1 core = 100 %) | peak RSS MiB | machine busy before |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(name: str, run: dict) -> str:
         lat = run["latency_ms"]
         return (f"| {name} | {run['requests']:,} | {run['throughput_rps']:,.0f} | {lat['p50']} / {lat['p99']} | "
-                f"{run['replayer_cpu_pct']} % | {run['rss_peak_mib']} |")
+                f"{run['replayer_cpu_pct']} % | {run['rss_peak_mib']} | {run['machine_busy_before_pct']} % |")
 
     rows.append(row("replay → no-op (ceiling)", ceiling))
     if gateway:
         rows.append(row("replay → gateway", gateway["replay"]))
         wrk = gateway["wrk"]
-        rows.append(f"| wrk → gateway | {wrk['requests']:,} | {wrk['ok_rps']:,.0f} | – | – | – |")
+        rows.append(f"| wrk → gateway | {wrk['requests']:,} | {wrk['ok_rps']:,.0f} | – | – | – | "
+                    f"{wrk['machine_busy_before_pct']} % |")
     if result.get("big"):
-        rows.append(row("replay 1M → no-op", result["big"]))
+        rows.append(row(f"replay {result['big']['requests']:,} → no-op (memory)", result["big"]))
     lines = ["\n".join(rows), ""]
     ratios = result["ratios"]
     if "ceiling_over_gateway" in ratios:
         lines.append(f"- replayer ceiling ÷ gateway throughput under replay: **{ratios['ceiling_over_gateway']}×**")
         lines.append(f"- gateway under replay ÷ gateway under wrk: **{ratios['replay_over_wrk']}**")
     if result.get("big"):
-        lines.append(f"- 1M-line RSS by decile (MiB): {result['big']['rss_mib_by_decile']}; "
+        lines.append(f"- {result['big']['requests']:,}-line RSS by decile (MiB): {result['big']['rss_mib_by_decile']}; "
                      f"peak {result['big']['rss_peak_mib']} vs {ceiling['rss_peak_mib']} for "
                      f"{ceiling['requests']:,} lines")
     return "\n".join(lines)
@@ -207,7 +212,6 @@ def main(argv=None) -> int:
                                 args.keys)
         noop = start_noop(children, tmp)
         ctx.upstream_url = noop
-        result["idle_busy_pct"] = pb.idle_busy_pct()
         print(f"# 1. ceiling: {args.requests:,} requests -> no-op {noop}", file=sys.stderr)
         result["ceiling"] = replay(command, ceiling_file, noop, args.concurrency, tmp, "ceiling")
         print(f"#    {result['ceiling']['throughput_rps']:,.0f} req/s", file=sys.stderr)
@@ -217,7 +221,9 @@ def main(argv=None) -> int:
         url = target.start()
         try:
             pb.run_wrk(url, 2, ctx_args)  # warm-up
+            wrk_busy_before, _ = pb.wait_quiet(QUIET_PCT, QUIET_WAIT_S)
             wrk = pb.run_wrk(url, args.wrk_seconds, ctx_args)
+            wrk["machine_busy_before_pct"] = wrk_busy_before
             print(f"#    wrk {wrk['ok_rps']:,.0f} req/s", file=sys.stderr)
             gateway_replay = replay(command, gateway_file, url, args.concurrency, tmp, "gateway")
             print(f"#    replay {gateway_replay['throughput_rps']:,.0f} req/s", file=sys.stderr)

@@ -156,7 +156,9 @@ class Replayer:
         self._ready: asyncio.Queue[_Lane] = asyncio.Queue()
         connector = aiohttp.TCPConnector(limit=self.options.concurrency, limit_per_host=0, keepalive_timeout=60)
         timeout = aiohttp.ClientTimeout(total=self.options.timeout_s)
+        # No cookie jar: a cookie one key's answer set must not ride along with another key's requests.
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                         cookie_jar=aiohttp.DummyCookieJar(),
                                          skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
             workers = [asyncio.create_task(self._work(session)) for _ in range(self.options.concurrency)]
             reader = asyncio.create_task(self._read())
