@@ -275,20 +275,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    """Write labelled simulated traffic."""
-    from traffic.format import TrafficWriter
-    from traffic.scenarios import generate
+    """Write labelled simulated traffic (see traffic/simulate.py)."""
+    from traffic.simulate import run
 
-    mix = {}
-    for item in args.scenario:
-        name, _, count = item.partition("=")
-        mix[name] = int(count or 1)
-    written = 0
-    with TrafficWriter(args.out) as writer:
-        for record in generate(mix, args.hours, args.seed):
-            writer.write(record)
-            written += 1
-    print(f"wrote {written} requests to {args.out}")
+    try:
+        print(run(args))
+    except ValueError as exc:
+        sys.exit(f"distillguard simulate: {exc}")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -390,10 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     simulate = commands.add_parser("simulate", help="write labelled simulated traffic")
-    simulate.add_argument("--out", required=True)
-    simulate.add_argument("--scenario", action="append", required=True, help="name=keys, repeatable")
-    simulate.add_argument("--hours", type=float, default=24.0)
-    simulate.add_argument("--seed", type=int, default=0)
+    from traffic.simulate import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
 
     replay = with_config(commands.add_parser("replay", help="send a traffic file's requests to a running gateway"))

@@ -2,8 +2,9 @@
 
     python -m traffic check recorded.jsonl.gz
     python -m traffic scenarios
+    python -m traffic simulate --benign 2000 --attacks 10 --hours 24 --seed 1 --out sim.jsonl.gz
 
-(Simulated files are written by `distillguard simulate`.)
+(`simulate` is `distillguard simulate`; docs/scenarios.md describes every scenario.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import sys
 from collections import Counter
 
+from . import simulate
 from .format import TrafficFormatError, read_traffic
 from .scenarios import SCENARIOS
 
@@ -28,7 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a traffic file and count its records by label")
     check.add_argument("path")
     commands.add_parser("scenarios", help="list the simulator's scenarios")
+    simulate.add_arguments(commands.add_parser("simulate", help="write labelled simulated traffic"))
     args = parser.parse_args(argv)
+
+    if args.command == "simulate":
+        try:
+            print(simulate.run(args))
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        return 0
 
     if args.command == "scenarios":
         for name, scenario in SCENARIOS.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping
+from itertools import islice
 
 from . import prompts
 from . import vocabulary as words
@@ -34,6 +35,12 @@ def _style(rng: random.Random) -> dict:
     }
 
 
+def _job(rng: random.Random, params: Mapping) -> int:
+    """How many requests the harvesting job sends before its data set is complete (Alpaca
+    stopped at 52K instructions, Code Alpaca at 20K), whatever the time left."""
+    return rng.randint(*params["job_requests"])
+
+
 def _harvest(rng: random.Random, client: Client, ts: float, style: dict, text: str | None = None) -> dict:
     """One harvesting request: a task to answer at length, or (Alpaca's bootstrap step) a
     request for twenty new tasks."""
@@ -47,14 +54,46 @@ def _harvest(rng: random.Random, client: Client, ts: float, style: dict, text: s
     return client.request(rng, ts, body, completion)
 
 
+# stanford_alpaca generate_instruction.py: its sampling settings, and request_batch_size.
+ALPACA_SETTINGS = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072, "stop": ["\n20", "20.", "20."],
+                   "logit_bias": {"50256": -100}}
+ALPACA_BATCH = 5
+# self-instruct bootstrap_instructions.py: its settings (engine davinci, 5 prompts a batch).
+SELF_INSTRUCT_SETTINGS = {"temperature": 0.7, "top_p": 0.5, "max_tokens": 1024, "presence_penalty": 2,
+                          "frequency_penalty": 0, "stop": ["\n\n", "\n16", "16.", "16 ."]}
+
+
+def _generation(rng: random.Random, client: Client, ts: float, model: str, loop: str) -> dict:
+    """One request of a self-instruct generation loop as its public script sends it: Alpaca's
+    or Code Alpaca's prompt.txt plus three seed tasks, or self-instruct's eight numbered
+    instructions; the answer lists new tasks (Alpaca's with their outputs)."""
+    if loop == "self_instruct":
+        body = chat_body(model, [user(prompts.bootstrap_prompt(rng))], **SELF_INSTRUCT_SETTINGS)
+        return client.request(rng, ts, body, rng.randint(150, 1024))
+    body = chat_body(model, [user(prompts.generation_prompt(rng, code=loop == "code_alpaca"))], **ALPACA_SETTINGS)
+    return client.request(rng, ts, body, rng.randint(1200, 3072))
+
+
 def burst_harvester(
     rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
 ) -> Iterator[dict]:
-    """Self-instruct harvesting at full speed: one script, clock-regular requests a fraction of a second apart."""
+    """Self-instruct harvesting at full speed: Alpaca's generation loop or its answering pass, clock-regular."""
     client, style = _script(rng, key), _style(rng)
     rate = rng.uniform(*params["rate_per_s"])
-    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.005, 0.05)):
-        yield _harvest(rng, client, ts, style)
+    end, jitter = start_ts + duration_s, rng.uniform(0.005, 0.05)
+    job = _job(rng, params)
+    if rng.random() >= params["generation_share"]:  # answering collected instructions one by one
+        for ts in islice(regular_arrivals(rng, start_ts, end, 1.0 / rate, jitter), job):
+            yield _harvest(rng, client, ts, style)
+        return
+    loop = rng.choices(("alpaca", "code_alpaca", "self_instruct"), weights=(0.6, 0.2, 0.2))[0]
+    for batch_ts in islice(regular_arrivals(rng, start_ts, end, ALPACA_BATCH / rate, jitter), job // ALPACA_BATCH):
+        ts = batch_ts
+        for _ in range(ALPACA_BATCH):  # the batch's prompts leave together, from parallel threads
+            if ts >= end:
+                return
+            yield _generation(rng, client, ts, style["model"], loop)
+            ts += rng.uniform(0.001, 0.03)
 
 
 def low_and_slow(
@@ -75,29 +114,34 @@ def reasoning_harvester(
     languages = rng.sample(prompts.REASONING_LANGUAGES, rng.randint(1, 3))
     reasoning_model = rng.random() < 0.5
     model = rng.choice(REASONING_MODELS if reasoning_model else CHAT_MODELS)
-    rate = rng.uniform(*params["rate_per_s"])
-    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.05, 0.3)):
+    rate, job = rng.uniform(*params["rate_per_s"]), _job(rng, params)
+    for ts in islice(regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.05, 0.3)), job):
         text = prompts.reasoning_prompt(rng, rng.choice(languages))
-        if reasoning_model:
+        if reasoning_model:  # the trace itself comes back as reasoning tokens (DeepSeek's reasoning_content)
             body = chat_body(model, [user(text)], max_completion_tokens=8192, reasoning_effort="high")
+            yield client.request(rng, ts, body, int(rng.triangular(800, 8192, 2500)),
+                                 reasoning_share=rng.uniform(0.6, 0.9))
         else:
             body = chat_body(model, [user(text)], max_tokens=4096, temperature=0.6)
-        yield client.request(rng, ts, body, int(rng.triangular(500, 2500, 1100)))
+            yield client.request(rng, ts, body, int(rng.triangular(500, 2500, 1100)))
 
 
 def logprob_harvester(
     rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
 ) -> Iterator[dict]:
-    """Harvesting the teacher's token distributions: logprobs with many alternatives, one to five tokens per prompt."""
+    """Harvesting the teacher's token distributions as soft labels: top logprobs of label tokens or whole answers."""
     client = _script(rng, key)
     model, temperature = rng.choice(CHAT_MODELS), rng.choice((0.0, 1.0))
-    top_logprobs, max_tokens = rng.randint(5, 20), rng.randint(1, 5)
-    rate = rng.uniform(*params["rate_per_s"])
-    for ts in regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.01, 0.2)):
+    top_logprobs = rng.choice((5, 10, 20, 20))
+    whole_answers = rng.random() < params["sequence_share"]  # sequence-level soft labels, else label tokens
+    max_tokens = rng.choice((512, 1024, 2048)) if whole_answers else rng.randint(1, 5)
+    rate, job = rng.uniform(*params["rate_per_s"]) / (8 if whole_answers else 1), _job(rng, params)
+    for ts in islice(regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.01, 0.2)), job):
         text = prompts.harvest_prompt(rng, rng.choice(prompts.HARVEST_WRAPPERS))
         body = chat_body(model, [user(text)], max_tokens=max_tokens, temperature=temperature,
                          logprobs=True, top_logprobs=top_logprobs)
-        yield client.request(rng, ts, body, max_tokens)
+        answer = int(rng.triangular(150, max_tokens, 0.6 * max_tokens)) if whole_answers else max_tokens
+        yield client.request(rng, ts, body, answer)
 
 
 def topic_sweep(
@@ -109,7 +153,7 @@ def topic_sweep(
     first = rng.randrange(len(words.TOPICS))
     rate = rng.uniform(*params["rate_per_s"])
     arrivals = regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.02, 0.3))
-    for step, ts in enumerate(arrivals):
+    for step, ts in enumerate(islice(arrivals, _job(rng, params))):
         lap, position = divmod(step, len(words.TOPICS))
         topic = words.TOPICS[(first + position) % len(words.TOPICS)]
         aspects = words.ASPECTS[(step // 7) % len(words.ASPECTS)]
@@ -123,7 +167,7 @@ def paraphrase_harvester(
     """Template evasion: every request reworded (opening, verb, extras, order), still single-turn and long-answer."""
     client, style = _script(rng, key), _style(rng)
     rate = rng.uniform(*params["rate_per_s"])
-    for ts in poisson_arrivals(rng, start_ts, start_ts + duration_s, rate):
+    for ts in islice(poisson_arrivals(rng, start_ts, start_ts + duration_s, rate), _job(rng, params)):
         yield _harvest(rng, client, ts, style, prompts.paraphrased_prompt(rng))
 
 

@@ -29,6 +29,11 @@ class Conversation:
         self.messages.append(assistant(assistant_reply(rng, min(completion_tokens, MAX_REPLY_TOKENS_KEPT))))
 
 
+def visible_tokens(usage: dict) -> int:
+    """The answer a client keeps in its history: reasoning tokens are not sent back."""
+    return usage["completion_tokens"] - usage.get("completion_tokens_details", {}).get("reasoning_tokens", 0)
+
+
 def chat(
     rng: random.Random,
     client: Client,
@@ -38,13 +43,16 @@ def chat(
     completion_of: Callable[[], int],
     think_median_s: float,
     system_prompt: str | None = None,
+    reasoning_of: Callable[[], float] | None = None,
 ) -> Iterator[dict]:
     """The records of one chat: each turn is sent after the previous answer arrived and
-    the person read it and typed the next (a log-normal pause around `think_median_s`)."""
+    the person read it and typed the next (a log-normal pause around `think_median_s`).
+    `reasoning_of` gives the share of each answer a reasoning model spends thinking."""
     conversation = Conversation(system_prompt)
     ts = start_ts
     for text in turns:
-        record = client.request(rng, ts, body_of(conversation.ask(text)), completion_of())
+        share = reasoning_of() if reasoning_of else 0.0
+        record = client.request(rng, ts, body_of(conversation.ask(text)), completion_of(), reasoning_share=share)
         yield record
-        conversation.hear(rng, record["usage"]["completion_tokens"])
+        conversation.hear(rng, visible_tokens(record["usage"]))
         ts += record["latency_ms"] / 1000.0 + human_gap(rng, think_median_s, 0.8)

@@ -9,33 +9,36 @@ traffic/data wherever a person would type it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
 import random
 from collections.abc import Iterator, Mapping
 
-from . import prompts
+from . import prompts, traces
 from . import vocabulary as words
 from .conversation import chat
 from .records import APP_AGENTS, CHAT_MODELS, DESKTOP_AGENTS, Client, chat_body, documentation_ip, user
-from .timing import (
-    DAY_S,
-    diurnal_factor,
-    human_gap,
-    interleave_sessions,
-    next_local_time,
-    next_opening,
-    poisson_arrivals,
-    regular_arrivals,
-    within_hours,
-)
+from .timing import DAY_S, human_gap, interleave_sessions, next_local_time, next_opening, regular_arrivals
 
 OFFSETS = (-8, -5, -3, 0, 1, 2, 3, 5, 8, 9)
 
 
-def _answer_length(rng: random.Random, median: float, low: int, high: int) -> int:
-    """A model answer's length in tokens: log-normal around `median`, clipped."""
-    return max(low, min(high, int(rng.lognormvariate(math.log(median), 0.7))))
+SUPPORT_TURNS_MEAN = 1.77  # min(6, 1 + int(Exp(mean 1.2))): a support chat's mean number of requests
+
+
+def _chat_answer(rng: random.Random) -> int:
+    """A chat model's answer length: Mooncake's trace of Kimi's consumer chat service."""
+    return traces.completion_tokens(rng, traces.MOONCAKE)
+
+
+def _app_profile(rng: random.Random, params: Mapping, pinned_per_day: str, per_arrival: float) -> traces.ClientProfile:
+    """A steady real customer's rhythm and burstiness for an app key; its volume comes from
+    the trace (scaled) unless `params[pinned_per_day]` pins the arrivals a day."""
+    profile = traces.client_profile(rng, traces.LANGUAGE, params["volume_scale"], params["max_requests_per_day"],
+                                    steady=True)
+    if params.get(pinned_per_day):
+        profile = dataclasses.replace(profile, rate_per_s=rng.uniform(*params[pinned_per_day]) * per_arrival / DAY_S)
+    return profile
 
 
 def _turns(rng: random.Random, first: str, follow_ups: tuple[str, ...], count: int) -> Iterator[str]:
@@ -70,7 +73,7 @@ def heavy_developer(
             turn_count = min(12, 1 + int(rng.expovariate(1 / 3)))
             last = None
             for last in chat(rng, client, ts, _turns(rng, first, words.DEV_FOLLOW_UPS, turn_count), body_of,
-                             lambda: _answer_length(rng, 450, 60, 3000), rng.uniform(40, 180), system_prompt):
+                             lambda: _chat_answer(rng), rng.uniform(40, 180), system_prompt):
                 yield last
             ts = last["ts"] + human_gap(rng, 240, 1.0)
         ts += rng.uniform(15, 120) * 60
@@ -79,12 +82,11 @@ def heavy_developer(
 def support_chatbot(
     rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
 ) -> Iterator[dict]:
-    """A company's support bot: one key and backend for thousands of end users' short chats, round the clock."""
+    """A company's support bot: one key and backend for many end users' short chats, in a real customer's rhythm."""
     client = Client(key, documentation_ip(rng, v6_share=0.0), rng.choice(APP_AGENTS), rng.uniform(60, 110))
     offset = rng.choice(OFFSETS)
-    chats_per_day = rng.uniform(*params["chats_per_day"])
+    profile = _app_profile(rng, params, "chats_per_day", SUPPORT_TURNS_MEAN)
     model, max_tokens = rng.choice(("gpt-4o-mini", "gpt-4.1-mini")), rng.choice((300, 400, 512))
-    peak_rate = chats_per_day / DAY_S / 0.575
 
     def conversation(ts: float) -> Iterator[dict]:
         end_user = hashlib.sha256(f"{key}:{rng.random()}".encode()).hexdigest()[:12]
@@ -94,10 +96,14 @@ def support_chatbot(
         return chat(rng, client, ts, turns,
                     lambda messages: chat_body(model, messages, max_tokens=max_tokens, temperature=0.3,
                                                stream=True, user=f"enduser-{end_user}"),
-                    lambda: _answer_length(rng, 90, 20, 400), 25.0, words.SUPPORT_SYSTEM_PROMPT)
+                    lambda: traces.completion_tokens(rng, traces.AZURE_CONV), 25.0, words.SUPPORT_SYSTEM_PROMPT)
 
-    arrivals = poisson_arrivals(rng, start_ts, start_ts + duration_s, peak_rate, lambda ts: diurnal_factor(ts, offset))
-    yield from interleave_sessions(conversation(ts) for ts in arrivals)
+    end = start_ts + duration_s
+    starts = profile.arrivals(rng, start_ts, end, offset, per_arrival=SUPPORT_TURNS_MEAN)
+    for record in interleave_sessions(conversation(ts) for ts in starts):
+        if record["ts"] >= end:
+            return
+        yield record
 
 
 def rag_service(
@@ -106,20 +112,17 @@ def rag_service(
     """An internal knowledge-base assistant: one fixed template with long retrieved context, short answers."""
     client = Client(key, documentation_ip(rng, v6_share=0.0), rng.choice(APP_AGENTS), rng.uniform(60, 110))
     offset = rng.choice(OFFSETS)
-    per_day = rng.uniform(*params["queries_per_day"])
+    profile = _app_profile(rng, params, "queries_per_day", 1.0)
     model, chunks = rng.choice(("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")), rng.randint(3, 8)
-
-    def office_hours(ts: float) -> float:
-        return 1.0 if within_hours(ts, offset, 8, 19, weekdays_only=True) else 0.08
-
-    for ts in poisson_arrivals(rng, start_ts, start_ts + duration_s, per_day / (11 * 3600), office_hours):
+    knowledge_base = prompts.DocumentShelf(rng)
+    for ts in profile.arrivals(rng, start_ts, start_ts + duration_s, offset):
         context = "\n\n".join(
-            f"[{rng.choice(words.DOCUMENT_TITLES)}]\n{prompts.document_text(rng, rng.randint(400, 900))}"
+            f"[{rng.choice(words.DOCUMENT_TITLES)}]\n{knowledge_base.text(rng, rng.randint(400, 900))}"
             for _ in range(chunks)
         )
         text = f"Answer the question using the context:\n{context}\nQuestion: {rng.choice(words.RAG_QUESTIONS)}"
         body = chat_body(model, [user(text)], max_tokens=400, temperature=0.0)
-        yield client.request(rng, ts, body, _answer_length(rng, 70, 15, 300))
+        yield client.request(rng, ts, body, traces.completion_tokens(rng, traces.AZURE_CONV))
 
 
 def batch_document_job(
@@ -131,14 +134,14 @@ def batch_document_job(
     task = rng.choice(words.BATCH_TASKS)
     ratio = (0.9, 1.15) if task.startswith("Translate") else (0.15, 0.5)
     model, gap = rng.choice(CHAT_MODELS), rng.uniform(*params["gap_s"])
-    end = start_ts + duration_s
+    end, library = start_ts + duration_s, prompts.DocumentShelf(rng)
     run_start = next_local_time(start_ts, offset, start_hour) if rng.random() < 0.5 else start_ts
     while run_start < end:
         chunks = rng.randint(*params["chunks_per_run"])
         title, language = rng.choice(words.DOCUMENT_TITLES), rng.choice(words.LANGUAGES)
         last_ts = run_start
         for _, last_ts in zip(range(chunks), regular_arrivals(rng, run_start, end, gap, 0.03), strict=False):
-            chunk = prompts.document_text(rng, rng.randint(1500, 4000))
+            chunk = library.text(rng, rng.randint(1500, 4000))
             text = task.format(title=title, language=language, chunk=chunk)
             body = chat_body(model, [user(text)], max_tokens=4096, temperature=0.0)
             yield client.request(rng, last_ts, body, int(len(text) / 4 * rng.uniform(*ratio)))
@@ -161,7 +164,7 @@ def benchmark_run(
         return chat_body(model, messages, max_tokens=max_tokens, temperature=0.0)
 
     starts = regular_arrivals(rng, began, float("inf"), rng.uniform(8, 30) / workers, 0.4)
-    sessions = (chat(rng, client, ts, turns, body_of, lambda: _answer_length(rng, 500, 40, max_tokens), 0.05)
+    sessions = (chat(rng, client, ts, turns, body_of, lambda: _chat_answer(rng), 0.05)
                 for ts, turns in zip(starts, questions, strict=False))
     end = start_ts + duration_s
     for record in interleave_sessions(sessions):
@@ -215,6 +218,6 @@ def _person(rng: random.Random, client: Client, start_ts: float, duration_s: flo
             return
         turns = _turns(rng, rng.choice(prompts.human_prompts()), words.CASUAL_FOLLOW_UPS, rng.choice((1, 1, 1, 2, 3)))
         last = None
-        for last in chat(rng, client, ts, turns, body_of, lambda: _answer_length(rng, 350, 30, 2000), 45.0):
+        for last in chat(rng, client, ts, turns, body_of, lambda: _chat_answer(rng), 45.0):
             yield last
         ts = last["ts"] + rng.expovariate(1 / mean_gap)

@@ -7,6 +7,7 @@ builder takes the caller's `random.Random`, so a seed fixes every word.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import random
@@ -85,6 +86,22 @@ def generation_prompt(rng: random.Random, code: bool = False) -> str:
         prompt += f"###\n{number}. Instruction: {instruction}\n"
         prompt += f"{number}. Input:\n{task['input'] or '<noinput>'}\n{number}. Output:\n{task['output']}\n"
     return prompt + f"###\n{len(tasks) + 1}. Instruction:"
+
+
+def bootstrap_prompt(rng: random.Random) -> str:
+    """self-instruct's bootstrap_instructions.py request: eight numbered instructions (six
+    human seeds, two from the growing machine-made pool, shuffled), then "9." to continue."""
+    instructions = [task["instruction"] for task in rng.sample(seed_tasks(), 6)]
+    instructions += [filled_instruction(rng) for _ in range(2)]
+    rng.shuffle(instructions)
+    prompt = "Come up with a series of tasks:\n"
+    for number, instruction in enumerate(instructions, 1):
+        prompt += f"{number}. {_one_line(instruction)}\n"
+    return prompt + f"{len(instructions) + 1}."
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().rstrip(":")
 
 
 def filled_instruction(rng: random.Random) -> str:
@@ -168,15 +185,24 @@ def document_text(rng: random.Random, chars: int) -> str:
 
 
 def assistant_reply(rng: random.Random, tokens: int) -> str:
-    """Stand-in text of about `tokens` tokens for earlier assistant turns in a conversation."""
-    sentences, total = [], 0
-    while total < tokens * 4:
-        for sentence in rng.sample(words.ASSISTANT_SENTENCES, len(words.ASSISTANT_SENTENCES)):
-            if total >= tokens * 4:
-                break
-            sentences.append(sentence)
-            total += len(sentence) + 1
-    return " ".join(sentences)
+    """Stand-in text of about `tokens` tokens for earlier assistant turns in a conversation:
+    a run of whole sentences from a long shuffled text, cut once it is long enough."""
+    text, starts = _reply_text()
+    first = rng.randrange(len(starts) // 2)
+    last = bisect.bisect_left(starts, starts[first] + tokens * 4 + 1)
+    return text[starts[first]:starts[last] - 1]
+
+
+@cache
+def _reply_text() -> tuple[str, tuple[int, ...]]:
+    """The assistant sentences shuffled over and over (seeded): 16,000 words to slice from."""
+    order, pool = random.Random(0), words.ASSISTANT_SENTENCES
+    sentences = [sentence for _ in range(400) for sentence in order.sample(pool, len(pool))]
+    starts, offset = [], 0
+    for sentence in sentences:
+        starts.append(offset)
+        offset += len(sentence) + 1
+    return " ".join(sentences) + " ", tuple(starts)
 
 
 _FAMILIES = (
@@ -192,3 +218,68 @@ FAMILY_COUNT = len(_FAMILIES)
 def family_prompt(rng: random.Random, family: int) -> str:
     """A prompt from one of the template families a coordinated network can share."""
     return _FAMILIES[family](rng)
+
+
+@cache
+def reasoning_questions() -> tuple[tuple[str, ...], ...]:
+    """Hard questions people bring to reasoning models, each as its turns: Arena-Hard v2.0
+    maths and coding prompts (Chatbot Arena users) and MT-Bench's two-turn maths,
+    reasoning and coding questions."""
+    subsets = ("arena_hard_v2.0_math_120.jsonl.gz", "arena_hard_v2.0_coding_120.jsonl.gz")
+    questions = [(row["prompt"],) for name in subsets for row in _data_rows(name)]
+    questions += [tuple(row["turns"]) for row in _data_rows("mt_bench_question.jsonl.gz")
+                  if row["category"] in ("math", "reasoning", "coding")]
+    return tuple(questions)
+
+
+_CODE_LINE = re.compile(
+    r"^(\s{2,}\S|.*[;{}]\s*$|\s*(def|class|import|from|return|if|for|while|const|let|var|function|#include|"
+    r"public|private|SELECT|FROM)\b)"
+)
+
+
+@cache
+def code_blocks() -> tuple[str, ...]:
+    """Runs of five or more code lines found in real users' coding questions."""
+    blocks = []
+    for text in coding_prompts():
+        run: list[str] = []
+        for line in [*text.split("\n"), ""]:
+            if _CODE_LINE.match(line):
+                run.append(line)
+                continue
+            if len(run) >= 5:
+                blocks.append("\n".join(run))
+            run = []
+    return tuple(blocks)
+
+
+def code_context(rng: random.Random, chars: int) -> str:
+    """About `chars` characters of an editor's context: real code blocks, one after another."""
+    blocks, start = code_blocks(), rng.randrange(len(code_blocks()))
+    parts, total, index = [], 0, start
+    while total < chars:
+        block = blocks[index % len(blocks)]
+        parts.append(block)
+        total += len(block) + 2
+        index += 1
+    return "\n\n".join(parts)[:chars]
+
+
+class DocumentShelf:
+    """One app's documents: a long text generated once from the key's `rng` and handed out
+    in slices, so long prompts cost a slice, not a fresh essay, and a key's documents
+    differ from every other key's."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = random.Random(rng.random())
+        self._text = ""
+
+    def text(self, rng: random.Random, chars: int) -> str:
+        """About `chars` characters starting at a paragraph, grown on demand."""
+        if chars <= 0:
+            return ""
+        while len(self._text) < 2 * chars + 4000:
+            self._text += document_text(self._rng, 4000) + "\n\n"
+        start = self._text.find("\n\n", rng.randrange(len(self._text) - chars - 4000)) + 2
+        return self._text[start:start + chars]

@@ -73,15 +73,21 @@ class Client:
     user_agent: str
     tokens_per_second: float = 60.0
 
-    def request(self, rng: random.Random, ts: float, body: dict, completion_tokens: int, ip: str | None = None) -> dict:
+    def request(self, rng: random.Random, ts: float, body: dict, completion_tokens: int, ip: str | None = None,
+                reasoning_share: float = 0.0) -> dict:
         """The record of one successful chat request sent at `ts`.
 
         `completion_tokens` is what the model would say; it is cut to `max_tokens` and
-        multiplied by `n`, as the upstream's usage would be.
+        multiplied by `n`, as the upstream's usage would be. A reasoning model spends
+        `reasoning_share` of them thinking, reported as OpenAI reports reasoning tokens.
         """
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         per_choice = max(1, min(completion_tokens, limit) if limit else completion_tokens)
         latency_ms = rng.uniform(150, 900) + 1000.0 * per_choice / self.tokens_per_second
+        usage = {"prompt_tokens": prompt_tokens(body["messages"]), "completion_tokens": per_choice * body.get("n", 1)}
+        if reasoning_share:
+            reasoning = round(usage["completion_tokens"] * reasoning_share)
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
         return {
             "ts": round(ts, 3),
             "key": self.key,
@@ -92,8 +98,5 @@ class Client:
             "body": body,
             "status": 200,
             "latency_ms": round(latency_ms, 1),
-            "usage": {
-                "prompt_tokens": prompt_tokens(body["messages"]),
-                "completion_tokens": per_choice * body.get("n", 1),
-            },
+            "usage": usage,
         }

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from . import attacks, honest
+from . import apps, attacks, honest
 
 ATTACK, BENIGN = "attack", "benign"
 DEFAULT_START_TS = 1732492800.0  # Monday 25 November 2024, 00:00 UTC
@@ -40,26 +40,61 @@ class Scenario:
         return (self.run.__doc__ or "").strip().splitlines()[0]
 
 
+JOB = (2000, 20000)  # requests a fast harvesting job sends before its data set is complete
+
 SCENARIOS: dict[str, Scenario] = {
-    "burst_harvester": Scenario(attacks.burst_harvester, ATTACK, {"rate_per_s": (0.5, 4.0)}),
+    "burst_harvester": Scenario(attacks.burst_harvester, ATTACK,
+                                {"rate_per_s": (0.5, 4.0), "generation_share": 0.5, "job_requests": JOB}),
     "low_and_slow": Scenario(attacks.low_and_slow, ATTACK, {"per_minute": (1.0, 3.0)}),
-    "reasoning_harvester": Scenario(attacks.reasoning_harvester, ATTACK, {"rate_per_s": (0.05, 0.5)}),
-    "logprob_harvester": Scenario(attacks.logprob_harvester, ATTACK, {"rate_per_s": (0.5, 5.0)}),
-    "topic_sweep": Scenario(attacks.topic_sweep, ATTACK, {"rate_per_s": (0.05, 1.0)}),
-    "paraphrase_harvester": Scenario(attacks.paraphrase_harvester, ATTACK, {"rate_per_s": (0.05, 0.5)}),
+    "reasoning_harvester": Scenario(attacks.reasoning_harvester, ATTACK,
+                                    {"rate_per_s": (0.05, 0.5), "job_requests": JOB}),
+    "logprob_harvester": Scenario(attacks.logprob_harvester, ATTACK,
+                                  {"rate_per_s": (0.5, 5.0), "sequence_share": 0.5, "job_requests": JOB}),
+    "topic_sweep": Scenario(attacks.topic_sweep, ATTACK, {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
+    "paraphrase_harvester": Scenario(attacks.paraphrase_harvester, ATTACK,
+                                     {"rate_per_s": (0.05, 0.5), "job_requests": JOB}),
     "human_timing_harvester": Scenario(attacks.human_timing_harvester, ATTACK, {"median_gap_s": (15.0, 90.0)}),
     "hydra": Scenario(attacks.hydra, ATTACK, {"network_size": 20, "per_minute": (0.5, 4.0)},
                       group=attacks.hydra_network, group_size_param="network_size"),
     "heavy_developer": Scenario(honest.heavy_developer, BENIGN),
-    "support_chatbot": Scenario(honest.support_chatbot, BENIGN, {"chats_per_day": (2000.0, 8000.0)}),
-    "rag_service": Scenario(honest.rag_service, BENIGN, {"queries_per_day": (500.0, 5000.0)}),
+    "support_chatbot": Scenario(honest.support_chatbot, BENIGN,
+                                {"volume_scale": 0.002, "max_requests_per_day": 5000.0, "chats_per_day": None}),
+    "rag_service": Scenario(honest.rag_service, BENIGN,
+                            {"volume_scale": 0.002, "max_requests_per_day": 3000.0, "queries_per_day": None}),
     "batch_document_job": Scenario(honest.batch_document_job, BENIGN,
-                                   {"gap_s": (0.5, 3.0), "chunks_per_run": (1000, 5000)}),
+                                   {"gap_s": (0.5, 3.0), "chunks_per_run": (300, 3000)}),
     "benchmark_run": Scenario(honest.benchmark_run, BENIGN),
     "office_nat": Scenario(honest.office_nat, BENIGN, {"office_size": 12, "chats_per_day": (3.0, 30.0)},
                            group=honest.office_nat_office, group_size_param="office_size"),
     "casual_user": Scenario(honest.casual_user, BENIGN, {"chats_per_day": (1.0, 12.0)}),
+    "api_customer": Scenario(apps.api_customer, BENIGN,
+                             {"volume_scale": 0.002, "max_requests_per_day": 3000.0, "max_prompt_tokens": 16384}),
+    "reasoning_app_user": Scenario(apps.reasoning_app_user, BENIGN,
+                                   {"volume_scale": 0.01, "max_requests_per_day": 2000.0}),
 }
+
+# `--benign N`: N honest keys in these proportions (docs/scenarios.md says why): mostly
+# people and production apps, some heavy developers, a few bots, batch jobs and offices.
+BENIGN_MIX = {
+    "casual_user": 0.52, "api_customer": 0.15, "heavy_developer": 0.12, "office_nat": 0.08,
+    "reasoning_app_user": 0.06, "support_chatbot": 0.02, "rag_service": 0.02, "benchmark_run": 0.02,
+    "batch_document_job": 0.01,
+}
+
+
+def benign_mix(keys: int) -> dict[str, int]:
+    """`keys` honest keys split by BENIGN_MIX (largest remainders, so the counts add up)."""
+    exact = {name: keys * share for name, share in BENIGN_MIX.items()}
+    counts = {name: int(value) for name, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda name: (counts[name] - exact[name], name))
+    for name in by_remainder[: keys - sum(counts.values())]:
+        counts[name] += 1
+    return {name: count for name, count in counts.items() if count}
+
+
+def attack_mix(keys: int) -> dict[str, int]:
+    """`keys` keys of every attack scenario."""
+    return {name: keys for name, scenario in SCENARIOS.items() if scenario.label == ATTACK} if keys else {}
 
 
 def generate(
@@ -80,6 +115,13 @@ def generate(
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    for name, overrides in (params or {}).items():
+        if name not in SCENARIOS:
+            raise ValueError(f"parameters for unknown scenario {name!r}")
+        misspelt = sorted(set(overrides) - set(SCENARIOS[name].params))
+        if misspelt:
+            raise ValueError(f"{name} has no parameter {', '.join(misspelt)}; "
+                             f"its parameters: {', '.join(SCENARIOS[name].params) or 'none'}")
     duration_s = hours * 3600.0
     streams = []
     for name, key_count in scenarios.items():

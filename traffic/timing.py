@@ -6,6 +6,7 @@ hours and sleep without a time-zone database.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -75,6 +76,64 @@ def regular_arrivals(rng: random.Random, start: float, end: float, gap_s: float,
     while ts < end:
         yield ts
         ts += gap_s * max(0.05, 1.0 + rng.gauss(0.0, jitter))
+
+
+def weibull_shape_for_cv(cv: float) -> float:
+    """The Weibull shape k whose coefficient of variation is `cv` (bisection on
+    CV^2 = Gamma(1 + 2/k) / Gamma(1 + 1/k)^2 - 1, which falls as k grows)."""
+    low, high = 0.05, 50.0
+    for _ in range(60):
+        k = math.sqrt(low * high)
+        squared = math.exp(math.lgamma(1 + 2 / k) - 2 * math.lgamma(1 + 1 / k)) - 1
+        low, high = (k, high) if squared > cv * cv else (low, k)
+    return math.sqrt(low * high)
+
+
+def unit_gap(rng: random.Random, cv: float, weibull: bool = False) -> float:
+    """A gap of mean 1 and coefficient of variation `cv`: Gamma (shape 1/cv^2) or Weibull,
+    the two families ServeGen fits to production inter-arrival times."""
+    if weibull:
+        k = _weibull_shape(round(cv, 2))
+        return rng.weibullvariate(1.0 / math.gamma(1 + 1 / k), k)
+    shape = 1.0 / (cv * cv)
+    return rng.gammavariate(shape, 1.0 / shape)
+
+
+_weibull_shape = functools.lru_cache(maxsize=4096)(weibull_shape_for_cv)
+
+
+def renewal_arrivals(
+    rng: random.Random,
+    start: float,
+    end: float,
+    rate_at: Callable[[float], float],
+    cv_at: Callable[[float], float],
+    weibull: bool = False,
+    step_s: float = HOUR_S,
+) -> Iterator[float]:
+    """Arrivals of a renewal process with Gamma or Weibull gaps whose rate follows
+    `rate_at` and whose burstiness (gap CV) follows `cv_at`, both read once per `step_s`
+    (on whole hours, so local hours line up).
+
+    Gaps are drawn in operational time (mean 1) and stretched by the rate of the steps
+    they cross, so each step keeps its CV at any rate and silent steps pass with no work.
+    """
+    pending = None
+    segment = start
+    while segment < end:
+        segment_end = min(end, (segment // step_s + 1) * step_s)
+        rate = rate_at(segment)
+        if rate > 0:
+            cv = cv_at(segment)
+            if pending is None:  # the first arrival: a random point inside a gap
+                pending = unit_gap(rng, cv, weibull) * rng.random()
+            ts = segment
+            while ts + pending / rate < segment_end:
+                ts += pending / rate
+                yield ts
+                pending = unit_gap(rng, cv, weibull)
+            pending -= (segment_end - ts) * rate
+        segment = segment_end
 
 
 def human_gap(rng: random.Random, median_s: float, sigma: float = 1.0) -> float:

@@ -258,3 +258,60 @@ ASSISTANT_SENTENCES = (
     "First, check the configuration file for typos.", "Here is the updated version of the code.",
     "Note that this assumes the list is already sorted.", "The main trade-off is memory against speed.",
 )
+
+# Production apps behind one API key (api_customer): the system prompt each sends, with
+# the date the app fills in, as many apps do. Invented, one per kind of product.
+APP_SYSTEM_PROMPTS = (
+    "You are Quill, a writing assistant inside a note-taking app. Help the user draft, shorten and polish "
+    "their text. Keep their voice. Today is {date}.",
+    "You are the shopping assistant of Lumen Home, an online furniture store. Answer questions about products, "
+    "delivery and returns. Recommend at most three products. Current date: {date}.",
+    "You are a friendly travel planner. Ask for missing details (dates, budget, who is travelling) before "
+    "proposing an itinerary. Use metric units. Date: {date}.",
+    "You are a patient language tutor. Correct the learner's mistakes gently, explain the rule in one "
+    "sentence and give one more example. Today's date is {date}.",
+    "You are an assistant for a small accounting firm. Answer in plain language, cite the relevant rule when "
+    "you can, and say when a question needs a qualified accountant. Date: {date}.",
+    "You help recruiters write job descriptions and outreach messages. Be concise, inclusive and specific. "
+    "Today is {date}.",
+    "You are a study helper for secondary-school students. Explain, don't just give answers; check "
+    "understanding with a short question at the end. Date: {date}.",
+    "You are the in-app assistant of a project-management tool. Help users plan tasks, write status updates "
+    "and summarise discussions. The current date is {date}.",
+)
+DOCUMENT_SYSTEM_PROMPT = (
+    "You are a document assistant. Answer only from the document the user provides; quote the passage you "
+    "rely on. If the document does not say, say so. Today is {date}."
+)
+DOCUMENT_ASKS = (
+    "Summarise this document in a few paragraphs.", "What are the key deadlines in this document?",
+    "List every number in the document and what it refers to.", "Which rules here apply to new employees?",
+    "Draft an email to my team explaining the main points.", "What changed compared to last year's version?",
+    "Is there anything about remote work? Quote it.", "Turn the document into a checklist.",
+    "Translate the first section into {language}.", "What would a new manager need to know from this?",
+)
+DOCUMENT_FOLLOW_UPS = (
+    "Where exactly does it say that?", "And what about contractors?", "Make it shorter, please.",
+    "Can you put that in a table?", "Does this conflict with anything else in the document?",
+    "Thanks. Now write the email in a more formal tone.",
+)
+CODE_COMPLETION_SYSTEM_PROMPT = (
+    "You are a code completion engine in an editor. Continue the code at the cursor. Reply with code only, "
+    "no explanations, no markdown."
+)
+
+# How people ask a reasoning model to show its work. The first is DeepSeek's own usage
+# recommendation for maths problems on DeepSeek-R1, which many users paste verbatim.
+USER_REASONING_CUES = (
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+    "Think step by step.", "Let's think step by step.", "Show your work step by step.",
+    "Explain your reasoning step by step before giving the answer.",
+    "Can you walk me through it step by step?", "Please think carefully and explain each step.",
+)
+REASONING_FOLLOW_UPS = (
+    "Are you sure? I got {n} when I tried it.", "Can you check the second step again?",
+    "Why can't we just divide both sides there?", "Ok that makes sense. What if the numbers were doubled?",
+    "Can you explain that last part more simply?", "Is there a faster way to solve it?",
+    "That code fails on an empty input. Can you fix it?", "Could you prove that more rigorously?",
+    "Thanks! Now can you write it in Python?", "I don't follow the jump from line 3 to line 4.",
+)
