@@ -1,4 +1,4 @@
-"""The `distillguard` command: serve, scorer, demo, mock-upstream, key-id, keys, replay."""
+"""The `distillguard` command: serve, scorer, demo, mock-upstream, key-id, keys, replay, evaluate."""
 
 from __future__ import annotations
 
@@ -252,13 +252,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Simulate a mixed population, train on part of the honest keys, score the rest: the table."""
     import json
 
-    from .evaluation import Plan, format_table, parse_param, run_evaluation
+    from .evaluation import Plan, format_table, run_evaluation
 
     settings = _settings_from(args)
     try:
-        params = parse_param(args.param or [])
         plan = Plan(benign=args.benign, attacks_per_scenario=args.attacks_per_scenario, hours=args.hours,
-                    seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr, params=params)
+                    seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr,
+                    scenarios=tuple(args.scenario), param_items=tuple(args.param))
         result = run_evaluation(plan, settings, progress=lambda message: print(message, file=sys.stderr, flush=True))
     except ValueError as exc:
         sys.exit(f"distillguard evaluate: {exc}")
@@ -376,8 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=1)
     evaluate.add_argument("--train-share", type=float, default=0.5, help="share of honest keys that train the forest")
     evaluate.add_argument("--target-fpr", type=float, default=0.001, help="the forest's calibration target")
-    evaluate.add_argument("--param", action="append", metavar="SCENARIO.NAME=LOW[,HIGH]",
-                          help="override a scenario's parameter range, e.g. hydra.per_minute=0.01,0.05; repeatable")
+    evaluate.add_argument("--scenario", action="append", default=[], metavar="NAME=N",
+                          help="N more keys of one scenario, on top of the mix; repeatable")
+    evaluate.add_argument("--param", action="append", default=[], metavar="SCENARIO.NAME=VALUE",
+                          help="override a scenario parameter, as `simulate --param` takes it; repeatable")
     evaluate.add_argument("--html", help="also write the self-contained report page here")
     evaluate.add_argument("--json", help="also write every figure as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)

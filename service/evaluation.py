@@ -13,16 +13,17 @@ import hashlib
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detectors.iforest import ForestDetector
 from detectors.pipeline import Pipeline, due_for_evaluation
-from detectors.rules import RulesDetector, parse_rules
+from detectors.rules import Rule, RulesDetector, parse_rules
 from traffic.format import TrafficRecord
 from traffic.scenarios import ATTACK, BENIGN, SCENARIOS, generate
+from traffic.simulate import parse_mix, parse_params
 
 from .config import Settings
 from .detection import ladder_config
@@ -43,7 +44,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Plan:
-    """What one evaluation simulates and how it splits the honest keys."""
+    """What one evaluation simulates and how it splits the honest keys; `scenarios` and
+    `param_items` are spelt as `distillguard simulate` takes them (NAME=N, SCENARIO.NAME=VALUE)."""
 
     benign: int = 2000
     attacks_per_scenario: int = 10
@@ -51,51 +53,29 @@ class Plan:
     seed: int = 1
     train_share: float = 0.5
     target_fpr: float = 0.001
-    params: dict[str, dict] = field(default_factory=dict)  # scenario -> overrides of its parameter ranges
+    scenarios: tuple[str, ...] = ()
+    param_items: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.train_share < 1:
             raise ValueError("train_share must be between 0 and 1 (exclusive): both halves need keys")
         if self.benign < 2 or self.attacks_per_scenario < 1 or self.hours <= 0:
             raise ValueError("need at least 2 benign keys, 1 key per attack scenario and a positive duration")
+        parse_params(list(self.param_items))
 
-
-def parse_param(items: Iterable[str]) -> dict[str, dict]:
-    """`hydra.per_minute=0.01,0.05` -> {"hydra": {"per_minute": (0.01, 0.05)}}: a range, or one value."""
-    params: dict[str, dict] = {}
-    for item in items:
-        target, _, text = item.partition("=")
-        scenario, _, name = target.partition(".")
-        if scenario not in SCENARIOS or not name or not text:
-            raise ValueError(f"--param {item!r}: expected SCENARIO.NAME=VALUE[,VALUE] with a known scenario")
-        try:
-            values = tuple(int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in text.split(","))
-        except ValueError:
-            raise ValueError(f"--param {item!r}: values must be numbers") from None
-        params.setdefault(scenario, {})[name] = values[0] if len(values) == 1 else values
-    return params
-
-
-def attack_scenarios() -> list[str]:
-    return sorted(name for name, scenario in SCENARIOS.items() if scenario.label == ATTACK)
-
-
-def benign_mix(keys: int) -> dict[str, int]:
-    """`keys` honest keys spread over the honest scenarios as on a public API: mostly
-    individuals, a few hundred developers and office users, a few dozen machine clients.
-
-    Temporary: to be replaced by the simulator's own default honest population."""
-    shares = {"casual_user": 3000, "office_nat": 480, "heavy_developer": 300, "benchmark_run": 40,
-              "rag_service": 10, "support_chatbot": 9, "batch_document_job": 7}
-    total = sum(shares.values())
-    mix = {name: max(1, round(keys * weight / total)) for name, weight in shares.items()}
-    mix["casual_user"] += keys - sum(mix.values())
-    return mix
+    @property
+    def params(self) -> dict[str, dict]:
+        return parse_params(list(self.param_items))
 
 
 def population(plan: Plan) -> dict[str, int]:
-    """Scenario -> number of keys: the honest mix plus `attacks_per_scenario` keys of every attack."""
-    return {**benign_mix(plan.benign), **{name: plan.attacks_per_scenario for name in attack_scenarios()}}
+    """Scenario -> number of keys: the default honest mix, `attacks_per_scenario` keys of every
+    attack scenario, and any NAME=N on top, exactly as `distillguard simulate` counts them."""
+    return parse_mix(plan.benign, plan.attacks_per_scenario, list(plan.scenarios))
+
+
+def honest_part(mix: dict[str, int]) -> dict[str, int]:
+    return {name: count for name, count in mix.items() if SCENARIOS[name].label == BENIGN}
 
 
 def in_training(key_id: str, plan: Plan) -> bool:
@@ -127,6 +107,7 @@ class SettledKeys:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.settled: set[str] = set()
+        self.last_features: dict[str, list[float]] = {}  # at each key's latest evaluation: why it was missed
 
     def observe(self, state, event):
         return self.pipeline.observe(state, event)
@@ -134,11 +115,21 @@ class SettledKeys:
     def evaluate(self, due):
         evaluations = self.pipeline.evaluate(due)
         for evaluation in evaluations:
+            self.last_features[evaluation.key_id] = evaluation.features
             if any(v.flagged for v in evaluation.verdicts) and max(v.score for v in evaluation.verdicts) >= 1.0:
                 self.settled.add(evaluation.key_id)
         return evaluations
 
 
+def nearest_rule(features: list[float], rules: list[Rule]) -> dict | None:
+    """The rule a missed key came closest to firing, and the conditions it failed."""
+    best = None
+    for rule in rules:
+        failing = [f"{c.feature}={features[c.index]:.3g} (needs {c.op} {c.threshold:g})"
+                   for c in rule.conditions if not c.holds(features)]
+        if best is None or len(failing) < len(best["failing"]):
+            best = {"rule": rule.name, "failing": failing}
+    return best
 
 def pipeline_with(model, settings: Settings) -> Pipeline:
     """The configured rules and ladder with the freshly trained forest."""
@@ -210,6 +201,17 @@ def goals_by_subject(rows: list[dict]) -> list[tuple[str, bool | None, list[dict
     return result
 
 
+def command_line(plan: dict) -> str:
+    """The command that repeats a run (from `Plan` as a dict, as the report stores it)."""
+    parts = [f"distillguard evaluate --benign {plan['benign']} --attacks-per-scenario {plan['attacks_per_scenario']}",
+             f"--hours {plan['hours']:g} --seed {plan['seed']} --train-share {plan['train_share']:g}"]
+    if plan["target_fpr"] != Plan.target_fpr:
+        parts.append(f"--target-fpr {plan['target_fpr']:g}")
+    parts += [f"--scenario {item}" for item in plan["scenarios"]]
+    parts += [f"--param {item}" for item in plan["param_items"]]
+    return " ".join(parts)
+
+
 def commit() -> str:
     """The checkout's commit, marked when the working tree has changes."""
     try:
@@ -226,7 +228,7 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
     """Simulate, train, score and summarise; returns everything the table and the page show."""
     started = time.perf_counter()
     mix = population(plan)
-    honest = benign_mix(plan.benign)
+    honest = honest_part(mix)
     progress(f"training the forest on the honest keys of the training share ({plan.train_share:.0%})")
     model = train_forest(
         simulate(plan, honest, lambda key_id, _: in_training(key_id, plan)), EVALUATION_SECRET,
@@ -250,6 +252,9 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
     summary = completed_summary(report.summary(), report, mix)
     for key in summary["attack_keys"]:
         key["max_score"] = round(report.keys[key["key_id"]].max_score, 6)
+        features = pipeline.last_features.get(key["key_id"])
+        if not key["flagged"] and features is not None:
+            key["nearest_rule"] = nearest_rule(features, pipeline.pipeline.rules.rules)
     benign_keys = [o for o in report.keys.values() if o.label == BENIGN]
     evaluated = [o for o in benign_keys if o.requests >= FIRST_EVALUATION]
     return {
@@ -307,16 +312,17 @@ def completed_summary(summary: dict, report: ScoreReport, mix: dict[str, int]) -
 def format_table(result: dict) -> str:
     """The per-scenario table, overall figures and how long it took, as `evaluate` prints them."""
     summary = result["summary"]
+    width = max([24, *(len(name) for name in summary["scenarios"])])
     lines = [
-        f"{'scenario':<24} {'label':<7} {'keys':>5} {'eval':>5} {'flagged':>7} {'recall/FPR':>10} "
+        f"{'scenario':<{width}} {'label':<7} {'keys':>5} {'eval':>5} {'flagged':>7} {'recall/FPR':>10} "
         f"{'ttd req p50':>11} {'p90':>6} {'ttd s p50':>10} {'p90':>8}",
     ]
     ordered = sorted(summary["scenarios"].items(), key=lambda item: (item[1]["label"] != ATTACK, item[0]))
     for name, row in ordered:
         rate = row.get("recall", row.get("false_positive_rate"))
         lines.append(
-            f"{name:<24} {row['label']:<7} {row['keys']:>5} {row['evaluated']:>5} {row['flagged']:>7} {_rate(rate):>10} "
-            f"{_dash(row['ttd_requests_median']):>11} {_dash(row['ttd_requests_p90']):>6} "
+            f"{name:<{width}} {row['label']:<7} {row['keys']:>5} {row['evaluated']:>5} {row['flagged']:>7} "
+            f"{_rate(rate):>10} {_dash(row['ttd_requests_median']):>11} {_dash(row['ttd_requests_p90']):>6} "
             f"{_dash(row['ttd_seconds_median']):>10} {_dash(row['ttd_seconds_p90']):>8}"
         )
     bound = result["fpr_upper_bound_95"]
@@ -335,6 +341,7 @@ def format_table(result: dict) -> str:
     plan = result["plan"]
     lines += [
         "",
+        command_line(plan),
         f"{result['train_keys']} honest keys trained the forest; {result['test_keys']} keys scored "
         f"({result['requests_scored']:,} of {result['requests_generated']:,} requests: a key's requests after "
         "it is settled are not scored); "

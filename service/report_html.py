@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .evaluation import goals_by_subject
+from .evaluation import command_line, goals_by_subject
 
 HONEST, ATTACK_COLOUR, INK, GRID = "#2b6cb0", "#c53030", "#1a202c", "#e2e8f0"
 STYLE = """
@@ -270,9 +270,18 @@ def _misses(summary: dict) -> str:
     if not missed:
         return "<p>Every attack key was flagged.</p>"
     rows = "".join(f"<tr><td>{_e(key['scenario'])}</td><td><code>{_e(key['key_id'])}</code></td>"
-                   f"<td>{_num(key.get('max_score'))}</td></tr>" for key in missed)
-    return ("<p>Attack keys never flagged:</p><table id='missed'><tr><th>scenario</th><th>key_id</th>"
-            f"<th>highest score</th></tr>{rows}</table>")
+                   f"<td>{_num(key.get('max_score'))}</td><td style='text-align:left'>{_nearest(key)}</td></tr>"
+                   for key in missed)
+    return ("<p>Attack keys never flagged, with the rule each came closest to and what it lacked at its last "
+            "evaluation:</p><table id='missed'><tr><th>scenario</th><th>key_id</th><th>highest score</th>"
+            f"<th>nearest rule: failed conditions</th></tr>{rows}</table>")
+
+
+def _nearest(key: dict) -> str:
+    nearest = key.get("nearest_rule")
+    if not nearest:
+        return "never evaluated"
+    return f"{_e(nearest['rule'])}: {_e('; '.join(nearest['failing']))}"
 
 
 def _false_positives(false_positives: list[dict]) -> str:
@@ -291,9 +300,7 @@ def _false_positives(false_positives: list[dict]) -> str:
 def _run(result: dict) -> str:
     plan, card = result["plan"], result["model_card"]
     items = [
-        ("command", f"distillguard evaluate --benign {plan['benign']} --attacks-per-scenario "
-                    f"{plan['attacks_per_scenario']} --hours {plan['hours']:g} --seed {plan['seed']} "
-                    f"--train-share {plan['train_share']:g}"),
+        ("command", command_line(plan)),
         ("commit", result["commit"]),
         ("population", ", ".join(f"{name} {count}" for name, count in result["population"].items())),
         ("requests", f"{result['requests_scored']:,} scored of {result['requests_generated']:,} sent by scored keys "

@@ -14,26 +14,32 @@ import pytest
 
 from service.config import load_settings
 from service.evaluation import (
-    EVALUATION_SECRET, Plan, SettledKeys, attack_scenarios, benign_mix, in_training, parse_param, pipeline_with,
+    EVALUATION_SECRET, Plan, SettledKeys, command_line, honest_part, in_training, nearest_rule, pipeline_with,
     population, simulate, threshold_sweep,
 )
 from service.offline import score_records, train_forest
+from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
 from service.report_html import render
+from traffic.scenarios import attack_mix
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--benign", "60", "--attacks-per-scenario", "2", "--hours", "4", "--seed", "3"]
 HOSTILE = "<script>alert('x')</script>"
 
 
+def clean_env() -> dict:
+    """No config or secret from the developer's shell: the run must not depend on them."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("DISTILLGUARD_")}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The command as a user runs it, on a small population."""
     out = tmp_path_factory.mktemp("evaluate")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     completed = subprocess.run(
         [sys.executable, "-m", "service.cli", "evaluate", *SMALL, "--html", str(out / "report.html"),
          "--json", str(out / "report.json")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110,
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=110,
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout, (out / "report.html").read_text(), json.loads((out / "report.json").read_text())
@@ -59,7 +65,7 @@ def elements(page: str) -> list[tuple[str, dict]]:
 def test_the_table_has_a_row_for_every_attack_scenario(run):
     stdout, _, result = run
     rows = {line.split()[0]: line.split() for line in stdout.splitlines() if line and not line.startswith(" ")}
-    for name in attack_scenarios():
+    for name in attack_mix(1):
         assert name in result["summary"]["scenarios"], name
         assert rows[name][1] == "attack", rows[name]
         assert int(rows[name][2]) == result["summary"]["scenarios"][name]["keys"]
@@ -90,6 +96,39 @@ def test_the_page_has_the_three_charts_and_the_table(run):
     assert ids.get("chart-ttd") == "svg"
     assert ids.get("scenarios") == "table"
     assert ids.get("operating-point") == "circle" and ids.get("sweep") == "polyline"
+
+
+def test_chromium_draws_the_charts_without_asking_the_network_for_anything(run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    _, page_html, _ = run
+    path = tmp_path / "report.html"
+    path.write_text(page_html)
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(path.as_uri(), wait_until="load")
+            sizes = {chart: page.locator(f"svg#{chart}").bounding_box()
+                     for chart in ("chart-scores", "chart-tradeoff", "chart-ttd")}
+            bars = page.locator("svg#chart-scores rect[class^='bar-']").count()
+        finally:
+            browser.close()
+    assert requested == [path.as_uri()]
+    assert all(box and box["width"] > 300 and box["height"] > 200 for box in sizes.values()), sizes
+    assert bars > 0
+
+
+def test_the_screenshot_script_writes_a_png(run, tmp_path):
+    _, page_html, _ = run
+    (tmp_path / "report.html").write_text(page_html)
+    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "screenshot_report.py"),
+                                str(tmp_path / "report.html"), str(tmp_path / "report.png")],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_strings_from_the_run_are_escaped(run):
@@ -125,7 +164,8 @@ def test_the_threshold_sweep_only_grows_as_the_threshold_falls(run):
 def test_training_and_scored_keys_are_disjoint(run):
     _, _, result = run
     plan = Plan(benign=60, attacks_per_scenario=2, hours=4, seed=3)
-    trained = {r.key_id for r in simulate(plan, benign_mix(plan.benign), lambda key_id, _: in_training(key_id, plan))}
+    trained = {r.key_id for r in simulate(plan, honest_part(population(plan)),
+                                          lambda key_id, _: in_training(key_id, plan))}
     scored = {key["key_id"] for key in result["key_scores"]}
     scored_honest = {key["key_id"] for key in result["key_scores"] if key["label"] == "benign"}
     assert trained and scored_honest
@@ -134,11 +174,11 @@ def test_training_and_scored_keys_are_disjoint(run):
 
 
 def test_attack_keys_are_never_trained_on():
-    plan = Plan(seed=3)
+    plan = Plan(seed=3, scenarios=("support_chatbot=5",))
     mix = population(plan)
-    assert set(attack_scenarios()) <= set(mix)
-    assert not set(attack_scenarios()) & set(benign_mix(plan.benign))
-    assert sum(benign_mix(plan.benign).values()) == plan.benign
+    assert set(attack_mix(1)) <= set(mix)
+    assert not set(attack_mix(1)) & set(honest_part(mix))
+    assert sum(honest_part(mix).values()) == plan.benign + 5
 
 
 def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
@@ -146,12 +186,11 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
     scored. Every key's first flag, time to detect and highest score must be as without it.
     Small batches let keys settle early in this short run (decisions never depend on them)."""
     monkeypatch.setattr("service.offline.BATCH", 16)
-    slow = {"rate_per_s": (0.1, 0.15)}
-    plan = Plan(benign=40, attacks_per_scenario=1, hours=2, seed=5, params={
-        name: slow for name in ("burst_harvester", "logprob_harvester", "topic_sweep", "reasoning_harvester",
-                                "paraphrase_harvester")})
+    plan = Plan(benign=60, attacks_per_scenario=1, hours=4, seed=3, param_items=tuple(
+        f"{name}.rate_per_s=0.1,0.15" for name in ("burst_harvester", "logprob_harvester", "topic_sweep",
+                                                    "reasoning_harvester", "paraphrase_harvester")))
     settings = load_settings(None)
-    model = train_forest(simulate(plan, benign_mix(plan.benign), lambda key_id, _: in_training(key_id, plan)),
+    model = train_forest(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
                          EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
 
     def test_keys(key_id: str, label: str) -> bool:
@@ -172,10 +211,30 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
             assert outcome.flagged_at_ts == other.flagged_at_ts
 
 
-def test_param_overrides_parse_ranges_and_refuse_unknown_scenarios():
-    assert parse_param(["hydra.per_minute=0.01,0.05", "hydra.network_size=50"]) == {
-        "hydra": {"per_minute": (0.01, 0.05), "network_size": 50}}
-    with pytest.raises(ValueError, match="known scenario"):
-        parse_param(["nobody.rate=1"])
-    with pytest.raises(ValueError, match="numbers"):
-        parse_param(["hydra.per_minute=fast"])
+def test_the_report_names_the_command_that_repeats_the_run(run):
+    stdout, page, result = run
+    command = command_line(result["plan"])
+    assert command == "distillguard evaluate --benign 60 --attacks-per-scenario 2 --hours 4 --seed 3 --train-share 0.5"
+    assert command in stdout and command in page
+
+
+def test_unknown_scenarios_and_parameters_are_refused_with_a_message():
+    for extra in (["--scenario", "nobody=3"], ["--param", "burst_harvester.no_such_thing=1"]):
+        completed = subprocess.run([sys.executable, "-m", "service.cli", "evaluate", *SMALL, *extra], cwd=ROOT,
+                                   env=clean_env(), capture_output=True, text=True, timeout=60)
+        assert completed.returncode != 0
+        assert "distillguard evaluate:" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_a_missed_key_is_told_the_rule_it_came_closest_to_and_what_it_lacked():
+    from detectors.rules import parse_rules
+    from detectors.windows import FEATURE_NAMES
+
+    rules = parse_rules({
+        "far": {"when": ["logprobs_share >= 0.8", "top_logprobs_mean >= 3"]},
+        "near": {"when": ["single_turn_share >= 0.9", "completion_to_prompt_ratio >= 4"]},
+    })
+    features = [0.0] * len(FEATURE_NAMES)
+    features[FEATURE_NAMES.index("single_turn_share")] = 1.0
+    features[FEATURE_NAMES.index("completion_to_prompt_ratio")] = 2.5
+    assert nearest_rule(features, rules) == {"rule": "near", "failing": ["completion_to_prompt_ratio=2.5 (needs >= 4)"]}
