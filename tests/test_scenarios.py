@@ -69,7 +69,7 @@ def test_every_scenario_is_labelled_and_described():
 
 def test_every_scenario_is_documented_with_its_parameters():
     text = DOCS.read_text()
-    sections = dict(re.findall(r"^### `([a-z_]+)`\n(.*?)(?=^### |\Z)", text, re.M | re.S))
+    sections = dict(re.findall(r"^### `([a-z_]+)`\n(.*?)(?=^### |\Z)", text, re.MULTILINE | re.DOTALL))
     for name, scenario in SCENARIOS.items():
         assert name in sections, f"docs/scenarios.md has no '### `{name}`' section"
         for parameter in scenario.params:
@@ -180,7 +180,8 @@ def test_token_lengths_follow_the_trace_quantiles(kind):
 
 def test_renewal_arrivals_reproduce_the_target_rate_and_burstiness():
     for weibull, cv in ((False, 0.4), (False, 3.0), (True, 3.0)):
-        stamps = list(renewal_arrivals(random.Random(4), 0.0, 20 * 86400.0, lambda ts: 0.05, lambda ts: cv, weibull))
+        stamps = list(renewal_arrivals(random.Random(4), 0.0, 20 * 86400.0, lambda ts: 0.05,
+                                       lambda ts, cv=cv: cv, weibull))
         assert len(stamps) == pytest.approx(0.05 * 20 * 86400, rel=0.06)
         assert gap_cv(stamps) == pytest.approx(cv, rel=0.15)
 
@@ -346,7 +347,7 @@ def test_burst_harvester_generation_runs_the_self_instruct_loops_with_their_sett
         assert {k: record["body"][k] for k in ("temperature", "top_p", "max_tokens", "stop", "logit_bias")} == {
             "temperature": 1.0, "top_p": 1.0, "max_tokens": 3072, "stop": ["\n20", "20.", "20."],
             "logit_bias": {"50256": -100}}
-        shown = re.findall(r"^\d\. Instruction: (.*)$", last_user_text(record), re.M)
+        shown = re.findall(r"^\d\. Instruction: (.*)$", last_user_text(record), re.MULTILINE)
         assert len(shown) == 3 and set(shown) <= seeds
         assert last_user_text(record).endswith("###\n4. Instruction:")
     assert all(r["body"]["temperature"] == 0.7 and r["body"]["top_p"] == 0.5 for r in bootstrap)
