@@ -32,13 +32,12 @@ async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept
         if change is None:
             continue
         metrics.ACTIONS.labels(change.detector, change.action).inc()
-        if change.requests_before_flag == evaluation.requests_seen and change.action != "none":
-            metrics.FLAGS.labels(change.detector).inc()
         log.info("key %s -> %s after %d requests (%s: %s)%s", change.key_id, change.action,
                  evaluation.requests_seen, change.detector,
                  ", ".join(reason["name"] for reason in change.reasons) or "-",
                  "" if change.enforce else " [not enforced: shadow mode or allowlist]")
-        await write_flag(client, change, flags_kept)
+        if await write_flag(client, change, flags_kept):
+            metrics.FLAGS.labels(change.detector).inc()
         await decide(client, change, throttle_tier)
 
 

@@ -1,4 +1,5 @@
-"""The admin read API for reviewers: flags, and everything the scorer knows about one key.
+"""The admin read API for reviewers: flags, linked-key clusters, and everything the scorer
+knows about one key.
 
 Every route needs `Authorization: Bearer <admin_token>`, compared in constant time. With no
 token configured the routes do not exist (404), so a gateway never exposes them by
@@ -19,9 +20,12 @@ from .decisions import get_decision
 from .detection import load_state, recent_events
 from .errors import AdminUnauthorized, NotFound
 from .flags import read_flag, read_flags
+from .linkage import key_cluster, read_cluster, read_clusters, read_passes
 
 KEY_ID = re.compile(r"^[0-9a-f]{16}$")
-FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag")
+CLUSTER_ID = re.compile(r"^lk-[0-9a-f]{1,32}$")
+FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag",
+               "cluster_id")
 
 
 def require_admin(request: Request) -> None:
@@ -64,9 +68,27 @@ async def show_key(request: Request, key_id: str) -> dict:
         }
     return {
         "key_id": key_id,
+        "cluster_id": await key_cluster(client, key_id),
         "decision": (await get_decision(client, key_id)).as_dict(),
         "flag": await read_flag(client, key_id),
         "window": window,
         "last_verdicts": state.last_verdicts if state is not None else [],
         "recent_events": await recent_events(client, key_id),
     }
+
+
+@router.get("/clusters")
+async def list_clusters(request: Request, limit: int = Query(100, ge=1, le=2000), flagged: bool = False) -> dict:
+    """The last linkage pass's clusters (flagged first, then the largest) and the recent passes."""
+    client = _client(request)
+    return {"clusters": await read_clusters(client, limit, flagged_only=flagged),
+            "passes": await read_passes(client, 5)}
+
+
+@router.get("/clusters/{cluster_id}")
+async def show_cluster(request: Request, cluster_id: str) -> dict:
+    """One cluster: members, size, combined volume, score, and the evidence that joined it."""
+    cluster = await read_cluster(_client(request), cluster_id) if CLUSTER_ID.match(cluster_id) else None
+    if cluster is None:
+        raise NotFound(f"No current cluster {cluster_id!r}; see /admin/api/clusters.")
+    return cluster

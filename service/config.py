@@ -162,6 +162,40 @@ class LadderSettings(_Strict):
     _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
 
 
+class LinkageSettings(_Strict):
+    """Cross-key linkage in the scorer (service/linkage.py, detectors/linkage/, docs/detection.md)."""
+
+    enabled: bool = True
+    # One clustering pass per this period, in one scorer at a time.
+    every_s: float = 300.0
+    # Keys active this recently take part in a pass.
+    window_s: float = 86400.0
+    # How long a key's signature outlives its last event in Redis.
+    signature_ttl: float = 172800.0
+    # Clusters kept for review per pass (flagged first, then the largest).
+    clusters_kept: int = Field(default=500, ge=1, le=2000)
+    # The detector's main thresholds (detectors/linkage/config.py says why each default).
+    min_requests: int = Field(default=5, ge=1)
+    min_members: int = Field(default=5, ge=2)
+    edge_min: float = Field(default=1.2, gt=0)
+    harvest_min: float = Field(default=0.6, ge=0, le=1)
+    coordination_min: float = Field(default=0.5, ge=0, le=1)
+
+    _parse_durations = field_validator("every_s", "window_s", "signature_ttl", mode="before")(
+        lambda cls, v: parse_duration(v)
+    )
+
+    @model_validator(mode="after")
+    def _periods_fit(self) -> "LinkageSettings":
+        if self.every_s < 1:
+            raise ValueError(f"every_s must be at least 1s, got {self.every_s:g}s")
+        if self.every_s >= self.window_s:
+            raise ValueError(f"every_s ({self.every_s:g}s) must be shorter than window_s ({self.window_s:g}s)")
+        if self.signature_ttl < self.window_s:
+            raise ValueError(f"signature_ttl ({self.signature_ttl:g}s) must be at least window_s ({self.window_s:g}s)")
+        return self
+
+
 class DetectionConfig(_Strict):
     enabled: bool = True
     streams: int = Field(default=8, ge=1, le=1024)
@@ -177,6 +211,7 @@ class DetectionConfig(_Strict):
     # How long a scorer's claim on a stream shard outlives it: a killed scorer's shards
     # move to the others after about this long.
     scorer_lease: float = 10.0
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
 
     _parse_lease = field_validator("scorer_lease", mode="before")(lambda cls, v: parse_duration(v))
 

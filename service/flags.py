@@ -9,6 +9,7 @@ action with the first flag's time and request count; a key whose ladder falls ba
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from detectors.ladder import Change
@@ -16,25 +17,40 @@ from detectors.ladder import Change
 from .store import FLAG_INDEX, flag_key
 
 FLAG_TTL_SECONDS = 90 * 86400
+# A linkage verdict names its cluster in its reasons (detectors/linkage/clusters.py: cluster_id).
+CLUSTER_ID = re.compile(r"\blk-[0-9a-f]{10}\b")
 
 
 def flag_record(change: Change, now: float | None = None) -> dict:
     return {
         **change.flag(),
+        "cluster_id": cluster_of(change),
         "updated_at": time.time() if now is None else now,
         "status": "cleared" if change.action == "none" else "open",
     }
 
 
-async def write_flag(client, change: Change, flags_kept: int) -> dict:
-    """Store the key's flag and index it; returns the record written."""
+def cluster_of(change: Change) -> str | None:
+    """The cluster a linkage flag was raised for; None for the per-key detectors."""
+    if change.detector != "linkage":
+        return None
+    for reason in change.reasons:
+        found = CLUSTER_ID.search(reason.get("detail", ""))
+        if found:
+            return found.group()
+    return None
+
+
+async def write_flag(client, change: Change, flags_kept: int) -> bool:
+    """Store the key's flag and index it; True when the key had no flag record yet (its first
+    flag: a key's request count cannot tell, since a linkage pass may step a silent key)."""
     record = flag_record(change)
     async with client.pipeline(transaction=False) as pipe:
-        pipe.set(flag_key(change.key_id), json.dumps(record, separators=(",", ":")), ex=FLAG_TTL_SECONDS)
+        pipe.set(flag_key(change.key_id), json.dumps(record, separators=(",", ":")), ex=FLAG_TTL_SECONDS, get=True)
         pipe.zadd(FLAG_INDEX, {change.key_id: change.first_flagged_at})
         pipe.zremrangebyrank(FLAG_INDEX, 0, -flags_kept - 1)
-        await pipe.execute()
-    return record
+        previous, _, _ = await pipe.execute()
+    return previous is None
 
 
 async def read_flag(client, key_id: str) -> dict | None:

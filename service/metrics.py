@@ -88,6 +88,23 @@ SCORER_BATCH = Histogram(
     "distillguard_scorer_batch_seconds", "Time to score, apply and checkpoint one batch of events.",
     buckets=_FAST_BUCKETS[3:] + (2.5, 5.0),
 )
+# Linkage: the periodic clustering pass over every active key (service/linkage.py).
+LINKAGE_PASSES = Counter("distillguard_linkage_passes_total", "Clustering passes finished by this process.")
+LINKAGE_PASS_SECONDS = Histogram(
+    "distillguard_linkage_pass_seconds", "Time of one clustering pass: read signatures, cluster, store, publish.",
+    buckets=_SLOW_BUCKETS,
+)
+LINKAGE_PASS_KEYS = Gauge(
+    "distillguard_linkage_pass_keys", "Active keys read by this process's last clustering pass.",
+    multiprocess_mode="mostrecent",
+)
+LINKAGE_CLUSTERS_FLAGGED = Gauge(
+    "distillguard_linkage_clusters_flagged", "Clusters flagged by this process's last clustering pass.",
+    multiprocess_mode="mostrecent",
+)
+LINKAGE_PASS_ERRORS = Counter(
+    "distillguard_linkage_pass_errors_total", "Clustering passes (or lease calls) that failed, by stage.", ["stage"]
+)
 
 # Recording: finished requests appended to traffic files (service/recording.py).
 RECORDING_RECORDS = Counter("distillguard_recording_records_total", "Requests written to traffic files.")

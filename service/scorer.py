@@ -23,6 +23,10 @@ How several scorers share the shards, and why each event counts exactly once:
   them and replays them on the last checkpoints. Any failure drops the shard's memory and
   starts again from the pending entries, never from half-applied state.
 
+- Linkage (service/linkage.py). Each counted event also updates its key's signature, saved
+  with the key's checkpoint; a clustering pass's verdict on a key arrives as an entry in the
+  key's own stream and steps its ladder in stream order, so it counts once like an event.
+
 Decisions are deterministic functions of the events (evaluation points are request counts,
 times are the events' own), so two scorers reach the decisions one would. A decision set by
 a person (`distillguard keys ...`) is never overwritten or lifted by the scorer. Shards are
@@ -55,6 +59,7 @@ from .detection import (
     load_states,
     queue_checkpoint,
 )
+from .linkage import LINKAGE_FIELD, LinkagePass, SignatureBook, apply_member_verdict
 from .store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 
 log = logging.getLogger("distillguard.scorer")
@@ -116,6 +121,8 @@ class Scorer:
         self._tasks: dict[int, asyncio.Task] = {}
         self._stopping = asyncio.Event()
         self._owned: set[int] = set()
+        self.linkage = LinkagePass(store, settings, self.name) if self.detection.linkage.enabled else None
+        self._linkage_task: asyncio.Task | None = None
         self._gauges_at = 0.0
         self._last_error_log = 0.0
 
@@ -125,6 +132,8 @@ class Scorer:
     async def run(self) -> None:
         """Until `stop()`: heartbeat, rebalance, refresh the stream gauges."""
         log.info("scorer %s starting on %d shard(s)", self.name, self.detection.streams)
+        if self.linkage is not None:
+            self._linkage_task = asyncio.create_task(self.linkage.run())
         try:
             while not self._stopping.is_set():
                 try:
@@ -185,6 +194,10 @@ class Scorer:
                     metrics.STREAM_PENDING.labels(label).set(group.get("pending", 0))
 
     async def _shutdown(self) -> None:
+        if self._linkage_task is not None:  # a pass under way is given up; the next holder runs its slot
+            self.linkage.stop()
+            self._linkage_task.cancel()
+            await asyncio.gather(self._linkage_task, return_exceptions=True)
         for worker in self.workers.values():
             worker.stop()
         if self._tasks:
@@ -216,6 +229,7 @@ class ShardWorker:
         self.stream = event_stream(shard)
         self.lease = shard_lease_key(shard)
         self.states: dict[str, KeyState] = {}
+        self.signatures = SignatureBook(scorer.detection.linkage)  # beside the states, same keys
         self.claim_from: str | None = "0-0"  # not None: pending entries still to re-claim
         self.held = False
         self.renewed_at = 0.0
@@ -230,6 +244,7 @@ class ShardWorker:
     def _reset(self) -> None:
         """Forget everything in memory; the next batch starts again from the pending entries."""
         self.states.clear()
+        self.signatures.clear()
         self.uncommitted_ids.clear()
         self.uncommitted.clear()
         self.claim_from = "0-0"
@@ -329,6 +344,7 @@ class ShardWorker:
         missing = [key_id for key_id in key_ids if key_id not in self.states]
         if missing:
             self.states.update(await load_states(self.client, missing))
+            await self.signatures.load(self.client, missing)
         for key_id in key_ids:  # most recently used last, for eviction
             self.states[key_id] = self.states.pop(key_id)
         batch = await asyncio.to_thread(self._score, events)
@@ -352,7 +368,18 @@ class ShardWorker:
         records: dict[str, list[tuple[str, RequestFeatures]]] = {}
         due = []
         replayed = malformed = 0
+        evaluations: list[Evaluation] = []
         for event_id, fields in events:
+            if LINKAGE_FIELD in fields:  # a clustering pass's verdict on one key (service/linkage.py)
+                evaluations += pipeline.evaluate(due)  # the key's earlier evaluations first: stream order
+                due = []
+                outcome, evaluation = apply_member_verdict(pipeline.ladder, self.states, event_id, fields)
+                if evaluation is not None:
+                    evaluations.append(evaluation)
+                    records.setdefault(evaluation.key_id, [])  # its ladder moved: checkpoint it
+                replayed += outcome == "replayed"
+                malformed += outcome == "malformed"
+                continue
             try:
                 features = from_fields(fields)
             except (ValueError, TypeError, UnicodeDecodeError):
@@ -366,11 +393,12 @@ class ShardWorker:
                 replayed += 1
                 continue
             snapshot = pipeline.observe(state, features)
+            self.signatures.observe(features)
             state.last_event_id = event_id
             records.setdefault(features.key_id, []).append((event_id, features))
             if snapshot is not None:
                 due.append((state, snapshot))
-        return ScoredBatch(records, replayed, malformed, pipeline.evaluate(due))
+        return ScoredBatch(records, replayed, malformed, evaluations + pipeline.evaluate(due))
 
     async def _commit(self) -> None:
         """Checkpoint every state changed since the last commit, then acknowledge its entries."""
@@ -382,17 +410,22 @@ class ShardWorker:
                 for key_id in key_ids:
                     events = [event_record(event_id, features) for event_id, features in self.uncommitted[key_id]]
                     queue_checkpoint(pipe, sha, key_id, self.states[key_id], events)
+                self.signatures.queue_saves(pipe, self.scorer.store.scripts["signature_save"].sha, key_ids,
+                                            self.states)
                 written = await pipe.execute()
             for key_id, ok in zip(key_ids, written):
                 if not ok:  # a newer checkpoint exists: ours is stale, reload it next time
                     log.info("scorer %s: checkpoint of %s refused as stale", self.scorer.name, key_id)
                     self.states.pop(key_id, None)
+                    self.signatures.forget(key_id)
         await self.client.xack(self.stream, EVENT_GROUP, *self.uncommitted_ids)
         self.uncommitted_ids.clear()
         self.uncommitted.clear()
         self.committed_at = time.monotonic()
         while len(self.states) > MAX_CACHED_KEYS:
-            self.states.pop(next(iter(self.states)))
+            evicted = next(iter(self.states))
+            del self.states[evicted]
+            self.signatures.forget(evicted)
 
 
 async def run_scorer(settings: Settings, name: str | None = None) -> None:

@@ -17,7 +17,8 @@ from redis.commands.core import AsyncScript
 
 log = logging.getLogger("distillguard.store")
 
-SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew", "checkpoint", "lease_take", "lease_release")
+SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew", "checkpoint", "lease_take", "lease_release",
+                "signature_save", "linkage_publish", "clusters_replace")
 # Connections per Redis node and process: bursts queue for one (bounded by the Redis
 # timeout) rather than open thousands of sockets.
 MAX_CONNECTIONS = 256
