@@ -18,7 +18,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1a202c;margin:24px auto;max-width:1040px;
 padding:0 16px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}p.lede{color:#4a5568;margin:0}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}td,th{padding:3px 9px;border-bottom:1px solid #e2e8f0;
-text-align:right}th{background:#f7fafc}td:first-child,th:first-child{text-align:left}
+text-align:right}th{background:#f7fafc;white-space:nowrap}td:first-child,th:first-child{text-align:left}
 .met{color:#276749}.missed{color:#c53030;font-weight:600}.reported{color:#4a5568}.row-attack td:nth-child(2){color:#c53030}
 svg{display:block;margin:6px 0}svg text{font:11px system-ui,sans-serif;fill:#1a202c}.grid{display:flex;gap:24px;
 flex-wrap:wrap}.note{color:#4a5568;font-size:12.5px;max-width:1000px}code{font-size:12.5px}
@@ -166,7 +166,7 @@ def _histogram(key_scores: list[dict], bins: int = 20) -> str:
              _text(mid + 4, top + 10, "forest threshold", "start"),
              _text(left + plot_w / 2, height - 6, "highest score of the key"),
              _text(14, top + plot_h / 2, "keys", "middle", f"transform='rotate(-90 14 {top + plot_h / 2})'"),
-             *_legend(left + 10, top + 10)]
+             *_legend(left + plot_w - 140, top + 10)]
     return _svg("chart-scores", width, height, "Highest score per key, honest and attack", body)
 
 
@@ -293,7 +293,7 @@ def _false_positives(false_positives: list[dict]) -> str:
         rows.append(f"<tr><td>{_e(key['scenario'])}</td><td><code>{_e(key['key_id'])}</code></td>"
                     f"<td>{_num(key['ttd_requests'])}</td><td style='text-align:left'>{reasons}</td></tr>")
     return ("<p>Honest keys flagged, with the reasons a reviewer would see:</p><table id='false-positives'>"
-            "<tr><th>scenario</th><th>key_id</th><th>at request</th><th>reasons</th></tr>"
+            "<tr><th>scenario</th><th>key_id</th><th>at request</th><th style='text-align:left'>reasons</th></tr>"
             + "".join(rows) + "</table>")
 
 
