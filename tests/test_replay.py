@@ -156,9 +156,9 @@ def test_recorded_gaps_are_kept_divided_by_the_speed(gateway_factory, tmp_path):
     first = upstream.arrivals["sk-gaps-a"][0]
     offsets = {seq: at - first for key in ("sk-gaps-a", "sk-gaps-b")
                for seq, at in zip(upstream.order[key], upstream.arrivals[key])}
-    for record in records:  # never before its recorded time / 4 (sending late is allowed, early is not)
-        seq = int(record["body"]["messages"][0]["content"].rsplit("#", 1)[1])
-        assert offsets[seq] >= (record["ts"] - 1.7e9) / 4 - 0.05, (seq, offsets[seq])
+    for record in records:  # never before its recorded time / 4 (late is allowed, early is not); the
+        seq = int(record["body"]["messages"][0]["content"].rsplit("#", 1)[1])  # slack: the first request's trip
+        assert offsets[seq] >= (record["ts"] - 1.7e9) / 4 - 0.25, (seq, offsets[seq])
 
 
 def test_recorded_key_ids_are_sent_as_stable_synthetic_keys_named_as_the_gateway_names_them(

@@ -23,6 +23,7 @@ from service.offline import KeyOutcome, ScoreReport, format_summary
 
 LATENCY_RANGE_US = (1, 3_600_000_000)  # 1 µs to 1 h
 FLAGS_PAGE = 10_000  # the admin API's largest `limit`
+SCORED_SAMPLE = 10  # keys whose scoring is awaited before the flags are read
 KEYS_SHOWN = 20
 PROGRESS_INTERVAL_S = 0.5
 CLOCK_TOLERANCE_S = 1.0
@@ -248,28 +249,44 @@ class AdminClient:
         found = await asyncio.gather(*(one(key_id) for key_id in gateway_key_ids))
         return [flag for flag in found if flag]
 
-    async def has_window(self, gateway_key_id: str) -> bool:
-        return (await self._get(f"/keys/{gateway_key_id}"))["window"] is not None
+    async def requests_scored(self, gateway_key_id: str) -> int | None:
+        """How many of the key's requests the scorer has counted; None if it has no window."""
+        window = (await self._get(f"/keys/{gateway_key_id}"))["window"]
+        return None if window is None else window["requests_seen"]
+
+    async def scored(self, rows: list[KeyRow], limit_s: float) -> list[KeyRow]:
+        """Waits until the scorer has counted every replayed request of `rows`; the rows it
+        had not caught up with when `limit_s` ran out."""
+        deadline = time.monotonic() + limit_s
+        behind = rows
+        while True:
+            counts = await asyncio.gather(*(self.requests_scored(row.gateway_key_id) for row in behind))
+            behind = [row for row, count in zip(behind, counts) if count is None or count < row.sent]
+            if not behind or time.monotonic() >= deadline:
+                return behind
+            await asyncio.sleep(0.5)
 
 
 def _flag_state(flags: list[dict]) -> set[tuple]:
     return {(flag["key_id"], flag.get("action")) for flag in flags}
 
 
-async def read_detection(stats: ReplayStats, admin: AdminClient, settle_s: float, since: float) -> dict:
-    """Flags for the replayed keys, joined to the file's labels."""
+async def read_detection(stats: ReplayStats, admin: AdminClient, settle_s: float, since: float,
+                         scored_limit_s: float = 60.0) -> dict:
+    """Flags for the replayed keys, joined to the file's labels. First waits for the scorer
+    (it works behind the gateway) to count the busiest keys' requests, then for the flags
+    to stop changing."""
     rows = list(stats.keys.values())
+    busiest = sorted(rows, key=lambda r: -r.sent)[:SCORED_SAMPLE]
+    behind = await admin.scored(busiest, scored_limit_s)
     flags = await admin.settled_flags(settle_s)
     if len(flags) >= FLAGS_PAGE:
         listed = {flag["key_id"] for flag in flags}
         flags += await admin.flags_of([r.gateway_key_id for r in rows if r.gateway_key_id not in listed])
     detection = detection_summary(rows, flags, stats.sent, since - CLOCK_TOLERANCE_S)
-    busiest = max(rows, key=lambda r: r.sent, default=None)
-    warnings = []
-    if busiest is not None and not await admin.has_window(busiest.gateway_key_id):
-        warnings.append(
-            f"the gateway has no window for key {busiest.key_id} (gateway key_id {busiest.gateway_key_id}): "
-            "either its scorer is not running or the key secret given here is not the gateway's"
-        )
-    detection["warnings"] = warnings
+    detection["warnings"] = [] if not behind else [
+        f"after {scored_limit_s:g} s the gateway had not scored all requests of {len(behind)} of the "
+        f"{len(busiest)} busiest keys (e.g. key {behind[0].key_id}, gateway key_id {behind[0].gateway_key_id}): "
+        "is its scorer running, and is the key secret given here the gateway's?"
+    ]
     return detection
