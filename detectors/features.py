@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from .text import asks_for_reasoning, duplicate_hash, fingerprint_window, hamming, short_hash, template_fingerprint
+from .text import (
+    asks_for_new_tasks,
+    asks_for_reasoning,
+    duplicate_hash,
+    fingerprint_window,
+    hamming,
+    short_hash,
+    template_fingerprint,
+)
 
 __all__ = ["RequestFeatures", "request_features", "to_fields", "from_fields", "hamming"]
 
@@ -66,6 +74,7 @@ class RequestFeatures:
     status: int
     latency_ms: float
     header_order: str = ""
+    task_generation_marker: bool = False
 
 
 @dataclass(slots=True)
@@ -288,8 +297,13 @@ def request_features(
     user_text = prompt.user[-1] if prompt.user else ""
     template_fp, template_head = template_fingerprint(fingerprint_window(user_text)) if user_text else (0, 0)
     system_text = "\n".join(prompt.system)
-    lowered = [text.lower() for text in (system_text, *prompt.user)]
-    reasoning_marker = not path.rstrip("/").endswith("/embeddings") and any(map(asks_for_reasoning, lowered))
+    # What this request asks: the system prompt and the newest user turn. Earlier turns were
+    # asked (and counted) before, and re-reading them would make one "step by step" in a
+    # long chat count again on every later turn.
+    lowered = [system_text.lower(), user_text.lower()]
+    embeddings = path.rstrip("/").endswith("/embeddings")
+    reasoning_marker = not embeddings and any(map(asks_for_reasoning, lowered))
+    task_generation_marker = not embeddings and any(map(asks_for_new_tasks, lowered))
     logprobs, top_logprobs = _logprobs(body)
     prompt_tokens = _usage_tokens(usage, "prompt_tokens", "input_tokens")
     if prompt_tokens == 0:
@@ -324,6 +338,7 @@ def request_features(
         status=int(status),
         latency_ms=float(latency_ms),
         header_order=header_order(headers, salt),
+        task_generation_marker=task_generation_marker,
     )
 
 

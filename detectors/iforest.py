@@ -32,6 +32,7 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "logprobs_share": +1, "top_logprobs_mean": +1, "multi_choice_share": +1,
     "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
+    "task_generation_share": +1,
 }
 # Volume and timing alone never justify a flag: honest automation shares them.
 CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {

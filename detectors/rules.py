@@ -3,7 +3,7 @@ conditions on the window features hold and the key has sent enough requests.
 
 The shipped rules describe what distillation is, not how much traffic a key sends: a
 broad spread of single-turn tasks with long answers, reasoning traces asked for in bulk,
-soft labels (logprobs) asked for in bulk. Volume and regularity alone never fire a rule,
+soft labels (logprobs) asked for in bulk, new training tasks invented in bulk. Volume and regularity alone never fire a rule,
 because honest automation (batch jobs, chatbot backends) shares them.
 """
 
@@ -45,6 +45,14 @@ DEFAULT_RULES: dict[str, dict] = {
         "min_requests": 40,
         "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
                  "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
+    },
+    "synthetic_task_generation": {
+        "description": "the model asked, again and again, to invent new tasks or instructions (self-instruct data)",
+        "min_requests": 30,
+        # Each request a new set of seed tasks, answered at length with sampling on: the
+        # generation step of Alpaca / self-instruct. A person asks for task lists now and then.
+        "when": ["task_generation_share >= 0.5", "single_turn_share >= 0.9", "unique_prompt_share >= 0.9",
+                 "completion_tokens_log_mean >= 5", "greedy_share <= 0.5"],
     },
 }
 

@@ -1,4 +1,4 @@
-"""Prompt text -> template fingerprints, duplicate hashes and reasoning-elicitation markers.
+"""Prompt text -> template fingerprints, duplicate hashes, reasoning-elicitation and task-generation markers.
 
 Distillation scripts send one template thousands of times with different fillers. Masking
 the fillers (numbers, quotes, names, URLs, e-mails, code) and SimHashing what is left gives
@@ -90,6 +90,33 @@ def asks_for_reasoning(lowered: str) -> bool:
         if anchor in lowered and any(marker in lowered for marker in markers):
             return True
     return False
+
+
+# Asking the model to invent new tasks for a dataset: the instruction-generation step of
+# self-instruct / Alpaca ("come up with a set of 20 diverse task instructions", "Come up
+# with a series of tasks:"), or the few-shot "N. Instruction:" lists they build. A request
+# for "instructions" alone (how to assemble a shelf) needs a count, a set or "new/diverse".
+_TASK_NOUNS = ("task", "instruction", "prompts")
+_TASK_REQUEST = re.compile(
+    r"\b(?:come up with|generate|create|write|brainstorm|produce|propose|invent)\b([^.\n:]{0,60}?)"
+    r"\b(tasks|instructions|prompts)\b"
+)
+_TASK_QUALIFIER = re.compile(
+    r"\b(?:set|series|list|batch|collection|\d+|ten|twenty|fifty|hundred|several|diverse|new|more|different"
+    r"|unique|varied|novel|additional)\b"
+)
+_NUMBERED_INSTRUCTION = re.compile(r"(?:^|\n)\s*\d+\.\s*instruction:")
+
+
+def asks_for_new_tasks(lowered: str) -> bool:
+    """True when lowercased prompt text asks the model to invent new tasks or instructions
+    (synthetic instruction data), not to answer one."""
+    if not any(noun in lowered for noun in _TASK_NOUNS):
+        return False
+    for match in _TASK_REQUEST.finditer(lowered):
+        if _TASK_QUALIFIER.search(match.group(1)):
+            return True
+    return len(_NUMBERED_INSTRUCTION.findall(lowered, 0, 20_000)) >= 2
 
 
 def short_hash(text: str) -> str:

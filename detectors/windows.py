@@ -42,6 +42,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "user_agents",
     "error_rate",
     "rate_limited_share",
+    "task_generation_share",
 )
 
 
@@ -69,6 +70,7 @@ class _Slot:
     user_agent: str
     error: bool
     rate_limited: bool
+    task_generation: bool = False
 
 
 def _bump(counter: Counter, item, sign: int) -> None:
@@ -149,6 +151,7 @@ class KeyWindow:
             user_agent=event.ua_hash,
             error=event.status >= 400 and event.status != 429,
             rate_limited=event.status == 429,
+            task_generation=event.task_generation_marker,
         )
         self._add(slot, +1)
         self.slots.append(slot)
@@ -189,6 +192,7 @@ class KeyWindow:
         sums["greedy"] += sign * slot.greedy
         sums["error"] += sign * slot.error
         sums["rate_limited"] += sign * slot.rate_limited
+        sums["task_generation"] += sign * slot.task_generation
 
     def _count_time(self, ts: float) -> None:
         minute = int(ts // 60)
@@ -244,6 +248,7 @@ class KeyWindow:
             float(len(self._agents)),
             sums["error"] / n,
             sums["rate_limited"] / n,
+            sums["task_generation"] / n,
         ]
 
     def to_dict(self) -> dict:
@@ -254,7 +259,7 @@ class KeyWindow:
                 [slot.ts, list(slot.bands), slot.near_duplicate, slot.template_head, slot.user_hash,
                  slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
                  slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
-                 slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited]
+                 slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited, slot.task_generation]
                 for slot in self.slots
             ],
             "requests_seen": self.requests_seen,
@@ -273,7 +278,7 @@ class KeyWindow:
             values = list(stored)
             values[1] = tuple(values[1])
             values[14] = tuple(values[14])
-            slot = _Slot(*values)
+            slot = _Slot(*values)  # checkpoints from before task_generation read it as False
             window._add(slot, +1)
             window.slots.append(slot)
             if previous is not None:

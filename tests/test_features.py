@@ -405,3 +405,42 @@ def test_entries_missing_newer_fields_read_with_defaults():
     del fields["reasoning_effort"], fields["top_p"], fields["header_order"]
     restored = from_fields(fields)
     assert (restored.reasoning_effort, restored.top_p, restored.header_order) == ("", -1.0, "")
+
+
+def test_a_reasoning_request_earlier_in_the_chat_does_not_mark_later_turns():
+    body = chat(("user", "Solve 3x + 5 = 20 step by step."), ("assistant", "x = 5."), ("user", "Thanks! And 4x?"))
+    assert not features(body).reasoning_marker
+
+
+# --- task generation (self-instruct data) -------------------------------------------------
+
+ASKS_FOR_NEW_TASKS = {
+    "Alpaca": "You are asked to come up with a set of 20 diverse task instructions. These task instructions "
+              "will be given to a GPT model.",
+    "Code Alpaca": "You are asked to come up with a set of 20 diverse code generation task instructions.",
+    "self-instruct": "Come up with a series of tasks:\n1. Write a poem.\n2. Sort a list.\n3.",
+    "few-shot list": "###\n1. Instruction: Give three tips.\n1. Input:\n<noinput>\n###\n2. Instruction: Sort.\n2.",
+    "plain": "Generate 50 new and different instructions for training an assistant.",
+}
+NOT_NEW_TASKS = (
+    "Write instructions for assembling a bookshelf.",
+    "Generate 10 quiz questions about photosynthesis.",
+    "How do I write prompts for image models?",
+    "What tasks should I finish before a move?",
+    "Write a story about a robot doing household tasks.",
+)
+
+
+@pytest.mark.parametrize("name", ASKS_FOR_NEW_TASKS)
+def test_requests_to_invent_new_tasks_are_marked(name):
+    assert features(chat(("user", ASKS_FOR_NEW_TASKS[name]))).task_generation_marker
+
+
+@pytest.mark.parametrize("prompt", NOT_NEW_TASKS)
+def test_ordinary_requests_about_tasks_or_instructions_are_not_marked(prompt):
+    assert not features(chat(("user", prompt))).task_generation_marker
+
+
+def test_the_task_generation_marker_survives_the_stream_entry():
+    marked = features(chat(("user", ASKS_FOR_NEW_TASKS["Alpaca"])))
+    assert from_fields(to_fields(marked)) == marked and marked.task_generation_marker

@@ -43,6 +43,7 @@ BENIGN = {
     "user_agents": (1.5, 0.5, 1, 20),
     "error_rate": (0.02, 0.02, 0, 1),
     "rate_limited_share": (0.005, 0.005, 0, 1),
+    "task_generation_share": (0.002, 0.002, 0, 1),
 }
 assert tuple(BENIGN) == FEATURE_NAMES
 
@@ -67,8 +68,10 @@ HARVESTER = {
     "completion_tokens_log_mean": 8.0, "prompt_tokens_log_mean": 3.0, "multi_choice_share": 0.5,
 }
 BURSTY = {"requests_last_hour": 3000.0, "interarrival_cv": 0.01}
-# Everything but content: volume, timing, errors and 429s, all far outside the benign range.
-NOISY_AUTOMATION = {**BURSTY, "hours_active_24": 24.0, "error_rate": 0.5, "rate_limited_share": 0.5}
+# Nothing that harvesting pushes: volume, timing, errors and 429s, and features with no
+# harvesting direction (prompt-length spread, sampling spread), all far outside the benign range.
+NOISY_AUTOMATION = {**BURSTY, "hours_active_24": 24.0, "error_rate": 0.9, "rate_limited_share": 0.9,
+                    "prompt_length_cv": 3.0, "sampling_spread": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +259,7 @@ def test_the_detector_does_not_flag_before_min_requests(model):
     assert verdict.score > 0.5
 
 
-def test_the_detector_does_not_flag_a_window_over_the_threshold_only_for_volume_and_timing(model):
+def test_the_detector_does_not_flag_a_window_over_the_threshold_without_harvesting_evidence(model):
     window = window_like(model, **NOISY_AUTOMATION)
     assert model.raw_scores([window])[0] >= model.threshold
     verdict = ForestDetector(model).score(window, requests_seen=500)

@@ -132,3 +132,17 @@ def test_the_default_logprob_rule_fires_on_a_soft_label_harvester():
     harvester = window(logprobs_share=1.0, top_logprobs_mean=10, unique_prompt_share=1.0, template_diversity=0.6)
     verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(harvester, requests_seen=30)
     assert [reason.name for reason in verdict.reasons] == ["logprob_harvest"]
+
+
+SELF_INSTRUCT_GENERATION = dict(task_generation_share=1.0, single_turn_share=1.0, unique_prompt_share=1.0,
+                                completion_tokens_log_mean=7.0, greedy_share=0.0, template_diversity=0.05)
+
+
+def test_the_default_task_generation_rule_fires_on_a_self_instruct_generation_loop():
+    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**SELF_INSTRUCT_GENERATION), requests_seen=30)
+    assert [reason.name for reason in verdict.reasons] == ["synthetic_task_generation"]
+
+
+def test_a_person_asking_for_task_lists_now_and_then_fires_no_rule():
+    occasional = {**SELF_INSTRUCT_GENERATION, "task_generation_share": 0.1, "single_turn_share": 0.6}
+    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**occasional), requests_seen=500).flagged

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="traffic file to write (.gz compresses)")
     parser.add_argument("--benign", type=int, default=0, metavar="N",
                         help="N honest keys from the default benign mix: "
-                             + ", ".join(f"{name} {share:.0%}" for name, share in BENIGN_MIX.items()))
+                             + ", ".join(f"{name} {share * 100:.0f}%%" for name, share in BENIGN_MIX.items()))
     parser.add_argument("--attacks", type=int, default=0, metavar="N", help="N keys of every attack scenario")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME=N",
                         help="N keys of one scenario, repeatable; added to --benign/--attacks "
