@@ -286,7 +286,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> None:
     """Send a traffic file's requests to a running gateway (see traffic/replay.py)."""
-    from traffic.replay import DetectionOptions, ReplayOptions, parse_speed, run_replay
+    from traffic.replay import DetectionOptions, ReplayOptions, parse_shard, parse_speed, run_replay
 
     from .keys import state_dir
 
@@ -308,6 +308,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
             target=args.target, speed=parse_speed(args.speed), concurrency=args.concurrency,
             read_ahead=args.read_ahead, timeout_s=parse_duration(args.timeout),
             progress=False if args.quiet else None, key_secret=secret,
+            shard=parse_shard(args.shard) if args.shard else None,
         )
     except ValueError as exc:
         sys.exit(f"distillguard replay: {exc}")
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--admin-token", help="admin token (default: admin_token of the config)")
     replay.add_argument("--settle", default="3s", help="wait until the flags are unchanged this long")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.add_argument("--shard", help="I/N: replay only the I-th of N disjoint sets of keys (run N replayers)")
     replay.set_defaults(func=cmd_replay)
 
     keys = with_config(commands.add_parser("keys", help="set and read per-key decisions"))

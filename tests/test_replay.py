@@ -178,6 +178,20 @@ def test_recorded_key_ids_are_sent_as_stable_synthetic_keys_named_as_the_gateway
     }
 
 
+def test_shards_split_a_file_into_disjoint_sets_of_keys_that_cover_it(gateway_factory, tmp_path):
+    upstream = RecordingUpstream()
+    try:
+        gateway = gateway_factory(base_config(upstream.base_url))
+        path = write(tmp_path / "shared.jsonl", [line(i, i * 0.01, f"sk-shard-{i % 10}") for i in range(60)])
+        reports = [replay(path, gateway.url, speed=None, shard=(index, 3)) for index in range(3)]
+    finally:
+        upstream.stop()
+    key_sets = [{row["key_id"] for row in report["keys"]} for report in reports]
+    assert sum(len(keys) for keys in key_sets) == len(set().union(*key_sets)) == 10
+    assert all(key_sets) and sum(report["requests_sent"] for report in reports) == upstream.received == 60
+    assert all(upstream.order[f"sk-shard-{n}"] == list(range(n, 60, 10)) for n in range(10))
+
+
 def test_the_first_429_and_403_of_each_key_are_reported(gateway_factory, upstream, own_redis, tmp_path):
     config = base_config(upstream.base_url)
     config["limits"]["tiers"]["default"] = {"requests": {"limit": 5, "window": "1m"}}

@@ -37,7 +37,7 @@ from yarl import URL
 
 from .format import TrafficRecord, read_traffic
 from .replay_report import (
-    AdminClient,
+    DetectionOptions,
     KeyRow,
     ReplayStats,
     format_report,
@@ -63,6 +63,7 @@ class ReplayOptions:
     grace_s: float = 5.0  # after Ctrl-C, how long requests in flight may finish
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     key_secret: bytes | None = None  # the gateway's; names keys as the gateway does
+    shard: tuple[int, int] | None = None  # (i, n): only keys whose key_id hashes to i of n
 
 
 def parse_speed(text: str) -> float | None:
@@ -73,6 +74,18 @@ def parse_speed(text: str) -> float | None:
     if not speed > 0:
         raise ValueError(f"--speed must be positive or 'max', got {text!r}")
     return speed
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N`: this replayer takes the I-th of N disjoint sets of keys (0 <= I < N)."""
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard must look like 0/4, got {text!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"--shard {text!r}: need 0 <= I < N")
+    return shard
 
 
 def placeholder_key_id(raw_key: str) -> str:
@@ -187,14 +200,16 @@ class Replayer:
         """Streams the file into the keys' lanes, holding back while enough waits."""
         loop, speed, stats = self._loop, self.options.speed, self.stats
         first_ts = start = None
-        read_ahead = self.options.read_ahead
+        read_ahead, shard = self.options.read_ahead, self.options.shard
         try:
             for record in read_traffic(self.path, self._catcher):
                 raw_key = self._catcher.take()
                 now = loop.time()
-                if first_ts is None:
+                if first_ts is None:  # the file's first line, whichever shard it is in
                     first_ts, start = record.ts, now
                     stats.started = now
+                if shard is not None and int(record.key_id[:8], 16) % shard[1] != shard[0]:
+                    continue
                 due = start if speed is None else start + (record.ts - first_ts) / speed
                 if due - now > HORIZON_S:
                     await asyncio.sleep(due - now - HORIZON_S)
@@ -303,15 +318,6 @@ class Replayer:
         return url
 
 
-@dataclass(frozen=True)
-class DetectionOptions:
-    """Where to read the gateway's flags after a labelled replay."""
-
-    admin_url: str
-    admin_token: str
-    settle_s: float = 3.0
-
-
 async def replay_file(path: str, options: ReplayOptions, detection: DetectionOptions | None = None,
                       install_signals: bool = True) -> tuple[dict, Replayer]:
     """Replays `path` and returns the report (with the labelled comparison when asked).
@@ -330,21 +336,12 @@ async def replay_file(path: str, options: ReplayOptions, detection: DetectionOpt
             error=str(replayer.error) if replayer.error else None,
         )
         if detection is not None and replayer.interrupted_by is None and replayer.error is None and stats.keys:
-            report["detection"] = await _unless_interrupted(replayer, _detection(stats, detection, began))
+            report["detection"] = await _unless_interrupted(replayer, read_detection(stats, detection, began))
     finally:
         if install_signals:
             for signum in EXIT_INTERRUPTED:
                 loop.remove_signal_handler(signum)
     return report, replayer
-
-
-async def _detection(stats: ReplayStats, detection: DetectionOptions, began: float) -> dict:
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            admin = AdminClient(session, detection.admin_url, detection.admin_token)
-            return await read_detection(stats, admin, detection.settle_s, began)
-    except (aiohttp.ClientError, OSError, RuntimeError) as error:
-        return {"error": f"could not read the gateway's flags: {error}"}
 
 
 async def _unless_interrupted(replayer: Replayer, work) -> dict:

@@ -271,8 +271,27 @@ def _flag_state(flags: list[dict]) -> set[tuple]:
     return {(flag["key_id"], flag.get("action")) for flag in flags}
 
 
-async def read_detection(stats: ReplayStats, admin: AdminClient, settle_s: float, since: float,
-                         scored_limit_s: float = 60.0) -> dict:
+@dataclass(frozen=True)
+class DetectionOptions:
+    """Where to read the gateway's flags after a labelled replay."""
+
+    admin_url: str
+    admin_token: str
+    settle_s: float = 3.0
+
+
+async def read_detection(stats: ReplayStats, detection: DetectionOptions, since: float) -> dict:
+    """The labelled comparison, or {"error": why} when the admin API cannot be read."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            admin = AdminClient(session, detection.admin_url, detection.admin_token)
+            return await _join_flags(stats, admin, detection.settle_s, since)
+    except (aiohttp.ClientError, OSError, RuntimeError) as error:
+        return {"error": f"could not read the gateway's flags: {error}"}
+
+
+async def _join_flags(stats: ReplayStats, admin: AdminClient, settle_s: float, since: float,
+                      scored_limit_s: float = 60.0) -> dict:
     """Flags for the replayed keys, joined to the file's labels. First waits for the scorer
     (it works behind the gateway) to count the busiest keys' requests, then for the flags
     to stop changing."""
