@@ -14,7 +14,8 @@ How it keeps its promises:
 
 Keys: a line with a raw `key` is sent with it. A recorded line has only a key_id (the raw
 key was never stored), so it is sent as `sk-replay-<key_id>`; the gateway then knows it by
-another key_id, HMAC(secret, that key), which the report names when the secret is known.
+another key_id, HMAC(secret, that key), which the report names when the secret is known
+(without it, raw keys are named by an unsalted placeholder id and gateway key_ids are unknown).
 The client address cannot be replayed: the gateway sees this machine's address, since it
 takes the socket's address and ignores X-Forwarded-For.
 """
@@ -64,6 +65,10 @@ class ReplayOptions:
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     key_secret: bytes | None = None  # the gateway's; names keys as the gateway does
     shard: tuple[int, int] | None = None  # (i, n): only keys whose key_id hashes to i of n
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.read_ahead < 1:
+            raise ValueError("--concurrency and --read-ahead must be at least 1")
 
 
 def parse_speed(text: str) -> float | None:
@@ -332,7 +337,8 @@ async def replay_file(path: str, options: ReplayOptions, detection: DetectionOpt
         stats = await replayer.run()
         report = replay_report(
             stats, file=path, target=options.target, speed="max" if options.speed is None else options.speed,
-            concurrency=options.concurrency, interrupted=replayer.interrupted_by is not None,
+            concurrency=options.concurrency, shard="/".join(map(str, options.shard)) if options.shard else None,
+            interrupted=replayer.interrupted_by is not None,
             error=str(replayer.error) if replayer.error else None,
         )
         if detection is not None and replayer.interrupted_by is None and replayer.error is None and stats.keys:
@@ -378,4 +384,7 @@ def run_replay(path: str, options: ReplayOptions, report_path: str | None = None
         return 1
     if replayer.interrupted_by is not None:
         return EXIT_INTERRUPTED[replayer.interrupted_by]
+    if report["requests_sent"] and not report["statuses"]:
+        print(f"distillguard replay: no request got an answer from {options.target}", file=sys.stderr)
+        return 1
     return 0

@@ -76,13 +76,13 @@ class ReplayStats:
                 latency_s: float, lag_s: float, since_start_s: float) -> None:
         self.sent += 1
         row.sent += 1
+        self.lag.record_value(max(int(lag_s * 1e6), 1))
+        if error is not None:  # no answer: counted, but kept out of the latency of answers
+            self.errors[error] += 1
+            return
         micros = max(int(latency_s * 1e6), 1)
         self.latency.record_value(micros)
         self.recent.record_value(micros)
-        self.lag.record_value(max(int(lag_s * 1e6), 1))
-        if error is not None:
-            self.errors[error] += 1
-            return
         self.statuses[status] += 1
         if status == 429 and row.first_429 is None:
             row.first_429 = {"request": row.sent, "ts": ts, "after_s": round(since_start_s, 3)}
@@ -134,7 +134,7 @@ def replay_report(stats: ReplayStats, **run: object) -> dict:
         "throughput_rps": round(stats.sent / duration, 1) if duration > 0 else None,
         "latency_ms": {
             "p50": _ms(stats.latency, 50), "p95": _ms(stats.latency, 95), "p99": _ms(stats.latency, 99),
-            "max": round(stats.latency.get_max_value() / 1000, 2) if stats.sent else None,
+            "max": round(stats.latency.get_max_value() / 1000, 2) if stats.latency.get_total_count() else None,
         },
         "schedule_lag_ms": {"p50": _ms(stats.lag, 50), "p99": _ms(stats.lag, 99)},
         "statuses": {str(status): count for status, count in sorted(stats.statuses.items())},
@@ -155,7 +155,7 @@ def format_report(report: dict) -> str:
         f"  sent {report['requests_sent']} requests in {report['duration_s']:.1f} s "
         f"({_dash(report['throughput_rps'])} req/s)",
         f"  latency p50 {_dash(latency['p50'])} ms, p95 {_dash(latency['p95'])} ms, "
-        f"p99 {_dash(latency['p99'])} ms (end to end)",
+        f"p99 {_dash(latency['p99'])} ms (end to end, answered requests)",
         f"  statuses {statuses}; connection errors {errors}",
     ]
     keys = report["keys"]
