@@ -297,7 +297,8 @@ class Replayer:
         row, loop = lane.row, self._loop
         if row.first_sent_at is None:
             row.first_sent_at = time.time()
-        sent = loop.time()
+        sent = loop.time()  # the schedule's clock (uvloop's ticks in whole milliseconds)
+        began = time.perf_counter()  # latency needs a finer clock
         status = error = None
         try:
             async with session.request(record.method, self._url(record.path), data=body, headers=headers,
@@ -307,12 +308,13 @@ class Replayer:
         except asyncio.TimeoutError:
             error = "timeout"
         except asyncio.CancelledError:
-            self.stats.observe(row, record.ts, None, "cancelled", loop.time() - sent, sent - due,
+            self.stats.observe(row, record.ts, None, "cancelled", time.perf_counter() - began, sent - due,
                                sent - self.stats.started)
             raise
         except (aiohttp.ClientError, OSError) as exc:
             error = type(exc).__name__
-        self.stats.observe(row, record.ts, status, error, loop.time() - sent, sent - due, sent - self.stats.started)
+        self.stats.observe(row, record.ts, status, error, time.perf_counter() - began, sent - due,
+                           sent - self.stats.started)
 
     def _url(self, path: str) -> URL:
         url = self._urls.get(path)
