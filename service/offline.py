@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from detectors.features import RequestFeatures, request_features
 from detectors.iforest import ForestModel
 from detectors.pipeline import KeyState, Pipeline, Snapshot, due_for_evaluation
 from detectors.windows import KeyWindow
+
+if TYPE_CHECKING:
+    from .offline_linkage import LinkageRun
 
 BATCH = 512
 
@@ -125,9 +129,11 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(float(np.quantile(values, q)), 3)
 
 
-def score_records(records: Iterable, salt: bytes, pipeline: Pipeline) -> ScoreReport:
+def score_records(records: Iterable, salt: bytes, pipeline: Pipeline,
+                  linkage: LinkageRun | None = None) -> ScoreReport:
     """Every record through the pipeline; keeps the first flag of each key (its strongest
-    action is updated as the ladder climbs)."""
+    action is updated as the ladder climbs). With `linkage`, the clustering pass runs in
+    simulated time too, and flags members of linked networks through the same ladders."""
     report = ScoreReport()
     states: dict[str, KeyState] = {}
     pending: list[tuple[KeyState, Snapshot]] = []
@@ -141,13 +147,22 @@ def score_records(records: Iterable, salt: bytes, pipeline: Pipeline) -> ScoreRe
         state = states.get(record.key_id)
         if state is None:
             state = states[record.key_id] = KeyState()
-        snapshot = pipeline.observe(state, record_features(record, salt))
+        features = record_features(record, salt)
+        if linkage is not None:
+            if linkage.due(features.ts):
+                _apply(pipeline.evaluate(pending), report)
+                pending = []
+                _apply(linkage.run(states), report)
+            linkage.observe(features)
+        snapshot = pipeline.observe(state, features)
         if snapshot is not None:
             pending.append((state, snapshot))
             if len(pending) >= BATCH:
                 _apply(pipeline.evaluate(pending), report)
                 pending = []
     _apply(pipeline.evaluate(pending), report)
+    if linkage is not None and linkage.next_pass is not None:
+        _apply(linkage.run(states), report)  # the pass due right after the last record
     return report
 
 

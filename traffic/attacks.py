@@ -189,20 +189,3 @@ def human_timing_harvester(
         woke = next_opening(ts, offset, wake, sleep)
         ts = woke if woke == ts else woke + rng.uniform(0, 1800)
 
-
-def hydra_network(rng: random.Random, params: Mapping) -> dict:
-    """What one hydra network's keys share: the template family and the script's settings."""
-    return {"family": rng.randrange(prompts.FAMILY_COUNT), "style": _style(rng),
-            "user_agent": rng.choice(SCRIPT_AGENTS)}
-
-
-def hydra(
-    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
-) -> Iterator[dict]:
-    """One harvesting job spread over many keys and addresses, each key far under its limits."""
-    network = params["group"]
-    client = Client(key, documentation_ip(rng, v6_share=0.3), network["user_agent"], rng.uniform(40, 90))
-    per_minute = rng.uniform(*params["per_minute"])
-    joined = start_ts + rng.uniform(0, min(3600.0, duration_s / 4))
-    for ts in poisson_arrivals(rng, joined, start_ts + duration_s, per_minute / 60.0):
-        yield _harvest(rng, client, ts, network["style"], prompts.family_prompt(rng, network["family"]))

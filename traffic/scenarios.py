@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from . import apps, attacks, honest
+from . import apps, attacks, honest, hydra, shared_honest
 
 ATTACK, BENIGN = "attack", "benign"
 DEFAULT_START_TS = 1732492800.0  # Monday 25 November 2024, 00:00 UTC
@@ -40,6 +40,14 @@ class Scenario:
         return (self.run.__doc__ or "").strip().splitlines()[0]
 
 
+HYDRA = {"network_size": 20, "per_day": (20, 30), "paraphrase": False, "residential": False,
+         "reseller_share": 0.0, "waves": (2, 4)}
+HYDRA_VARIANTS = {
+    "hydra": {}, "hydra_paraphrase": {"paraphrase": True}, "hydra_residential": {"residential": True},
+    "hydra_residential_paraphrase": {"residential": True, "paraphrase": True},
+    "hydra_reseller": {"reseller_share": 0.5},
+}
+
 JOB = (2000, 20000)  # requests a fast harvesting job sends before its data set is complete
 
 SCENARIOS: dict[str, Scenario] = {
@@ -54,8 +62,11 @@ SCENARIOS: dict[str, Scenario] = {
     "paraphrase_harvester": Scenario(attacks.paraphrase_harvester, ATTACK,
                                      {"rate_per_s": (0.05, 0.5), "job_requests": JOB}),
     "human_timing_harvester": Scenario(attacks.human_timing_harvester, ATTACK, {"median_gap_s": (15.0, 90.0)}),
-    "hydra": Scenario(attacks.hydra, ATTACK, {"network_size": 20, "per_minute": (0.5, 4.0)},
-                      group=attacks.hydra_network, group_size_param="network_size"),
+    **{  # hydra networks (traffic/hydra.py): one campaign over many keys, each evasion its own variant
+        name: Scenario(hydra.hydra_member, ATTACK, {**HYDRA, **variant}, group=hydra.hydra_network,
+                       group_size_param="network_size")
+        for name, variant in HYDRA_VARIANTS.items()
+    },
     "heavy_developer": Scenario(honest.heavy_developer, BENIGN),
     "support_chatbot": Scenario(honest.support_chatbot, BENIGN,
                                 {"volume_scale": 0.002, "max_requests_per_day": 5000.0, "chats_per_day": None}),
@@ -67,6 +78,17 @@ SCENARIOS: dict[str, Scenario] = {
     "office_nat": Scenario(honest.office_nat, BENIGN, {"office_size": 12, "chats_per_day": (3.0, 30.0)},
                            group=honest.office_nat_office, group_size_param="office_size"),
     "casual_user": Scenario(honest.casual_user, BENIGN, {"chats_per_day": (1.0, 12.0)}),
+    # What honest keys share (traffic/shared_honest.py): the hard negatives of key linkage.
+    "popular_app_user": Scenario(shared_honest.popular_app_user, BENIGN,
+                                 {"app_users": 1000, "chats_per_day": (1.0, 6.0)},
+                                 group=shared_honest.popular_app, group_size_param="app_users"),
+    "benchmark_team": Scenario(shared_honest.benchmark_team, BENIGN, {"teams": 50},
+                               group=shared_honest.shared_benchmark, group_size_param="teams"),
+    "carrier_user": Scenario(shared_honest.carrier_user, BENIGN,
+                             {"carrier_users": 500, "chats_per_day": (1.0, 12.0)},
+                             group=shared_honest.mobile_carrier, group_size_param="carrier_users"),
+    "reseller_key": Scenario(shared_honest.reseller_key, BENIGN, {"reseller_keys": 50, "chats_per_day": (3.0, 7.0)},
+                             group=shared_honest.reseller, group_size_param="reseller_keys"),
     "api_customer": Scenario(apps.api_customer, BENIGN,
                              {"volume_scale": 0.002, "max_requests_per_day": 3000.0, "max_prompt_tokens": 16384}),
     "reasoning_app_user": Scenario(apps.reasoning_app_user, BENIGN,

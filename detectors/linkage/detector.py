@@ -1,0 +1,100 @@
+"""The clustering pass: signatures -> buckets -> candidate pairs -> edges -> clusters ->
+verdicts, and a per-key Verdict for every member of a flagged cluster, which goes through
+the same decision ladder as the per-key detectors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..base import Reason, Verdict
+from .clusters import communities, two_core
+from .config import LinkageConfig
+from .evidence import CLASSES, edges, pair_evidence, rarity
+from .index import LinkageIndex
+from .population import build_population
+from .signature import KeySignature
+from .verdicts import FITS, ClusterScorer, ClusterVerdict
+
+
+@dataclass
+class LinkageResult:
+    clusters: list[ClusterVerdict]  # flagged first, then by size
+    member_verdicts: dict[str, Verdict]  # key_id -> verdict, for members of flagged clusters
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def cluster_of(self, key_id: str) -> ClusterVerdict | None:
+        return next((cluster for cluster in self.clusters if key_id in cluster.members), None)
+
+
+class LinkageDetector:
+    """Periodic, over every active key's signature; pure and synchronous like the others."""
+
+    name = "linkage"
+
+    def __init__(self, config: LinkageConfig | None = None) -> None:
+        self.config = config or LinkageConfig()
+
+    def run(self, signatures: Mapping[str, KeySignature], now: float) -> LinkageResult:
+        started = time.perf_counter()
+        config = self.config
+        population = build_population(signatures, now, config)
+        index = LinkageIndex(population, config)
+        pairs = index.candidate_pairs()
+        evidence, overlap = pair_evidence(population, pairs, rarity(population, config), config)
+        linked, weight = edges(evidence, config)
+        pairs, evidence, overlap, weight = pairs[linked], evidence[linked], overlap[linked], weight[linked]
+        core = two_core(pairs, len(population))
+        pairs, evidence, overlap, weight = pairs[core], evidence[core], overlap[core], weight[core]
+        labels = np.full(len(population), -1)
+        groups = communities(pairs, weight, len(population))
+        for number, rows in enumerate(groups):
+            labels[rows] = number
+        edge_label = np.where(labels[pairs[:, 0]] == labels[pairs[:, 1]], labels[pairs[:, 0]], -1) \
+            if len(pairs) else np.zeros(0, dtype=np.int64)
+        scorer = ClusterScorer(population, config, index.document_frequency)
+        clusters, verdicts = [], {}
+        for number, rows in enumerate(groups):
+            inside = edge_label == number
+            cluster = scorer.score(rows, evidence[inside], overlap[inside])
+            clusters.append(cluster)
+            if cluster.flagged:
+                verdicts.update(_member_verdicts(cluster, population.key_ids, rows, pairs[inside], evidence[inside],
+                                                 config))
+        clusters.sort(key=lambda cluster: (not cluster.flagged, -cluster.size))
+        stats = {"keys": len(signatures), "eligible": len(population), "buckets": len(index.sizes),
+                 "capped_buckets": int((index.sizes > config.bucket_cap).sum()), "comparisons": index.comparisons,
+                 "edges": len(pairs), "clusters": len(clusters), "flagged_clusters": sum(c.flagged for c in clusters),
+                 "seconds": round(time.perf_counter() - started, 3)}
+        return LinkageResult(clusters, verdicts, stats)
+
+
+def _member_verdicts(cluster: ClusterVerdict, key_ids: list[str], rows: np.ndarray, pairs: np.ndarray,
+                     evidence: np.ndarray, config: LinkageConfig) -> dict[str, Verdict]:
+    """A verdict for each member that matches the rest on two counts of its own (template,
+    rhythm, the cluster's own client values; a key caught in the cluster by what it shares
+    innocently is left to its own detectors), with the cluster's reasons and its ties."""
+    position = {row: n for n, row in enumerate(rows.tolist())}
+    ends = np.vectorize(position.__getitem__, otypes=[np.int64])(pairs) if len(pairs) else pairs
+    degree = np.bincount(ends.ravel(), minlength=len(rows))
+    carried = np.zeros((len(rows), len(CLASSES)), dtype=bool)
+    strong = evidence >= config.class_min
+    for end in (0, 1):
+        np.logical_or.at(carried, ends[:, end], strong)
+    verdicts = {}
+    for n, row in enumerate(rows.tolist()):
+        key_id = key_ids[row]
+        fit = cluster.member_fit[key_id]
+        matching = [name for name, value in zip(FITS, fit) if value >= config.member_fit]
+        if len(matching) < 2:
+            continue
+        classes = ", ".join(name for c, name in enumerate(CLASSES) if carried[n, c])
+        member = Reason("linked_to_cluster", "member_fit", sorted(fit)[1], (-1.0, config.member_fit),
+                        f"member of cluster {cluster.cluster_id} ({cluster.size} keys, score {cluster.score:.2f}): "
+                        f"linked to {int(degree[n])} of them by {classes}; matches the rest on "
+                        + ", ".join(f"{name} {value:.2f}" for name, value in zip(FITS, fit)))
+        verdicts[key_id] = Verdict("linkage", cluster.score, True, (member, *cluster.reasons))
+    return verdicts
