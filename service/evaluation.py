@@ -230,8 +230,16 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
     mix = population(plan)
     honest = honest_part(mix)
     progress(f"training the forest on the honest keys of the training share ({plan.train_share:.0%})")
+    training_requests = 0
+
+    def training_key(key_id: str, label: str) -> bool:
+        nonlocal training_requests
+        keep = in_training(key_id, plan)
+        training_requests += keep
+        return keep
+
     model = train_forest(
-        simulate(plan, honest, lambda key_id, _: in_training(key_id, plan)), EVALUATION_SECRET,
+        simulate(plan, honest, training_key), EVALUATION_SECRET,
         target_fpr=plan.target_fpr, seed=plan.seed, source=f"evaluate seed {plan.seed}, {plan.hours:g} h",
     )
     trained = time.perf_counter()
@@ -263,6 +271,7 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
         "commit": commit(),
         "model_card": {name: value for name, value in model.card.items() if not name.startswith("benign_")},
         "train_keys": len(train_keys),
+        "requests_trained": training_requests,
         "test_keys": len(report.keys),
         "requests_generated": sum(generated.values()),
         "requests_scored": report.requests,
@@ -342,7 +351,8 @@ def format_table(result: dict) -> str:
     lines += [
         "",
         command_line(plan),
-        f"{result['train_keys']} honest keys trained the forest; {result['test_keys']} keys scored "
+        f"{result['train_keys']} honest keys trained the forest ({result['requests_trained']:,} requests); "
+        f"{result['test_keys']} keys scored "
         f"({result['requests_scored']:,} of {result['requests_generated']:,} requests: a key's requests after "
         "it is settled are not scored); "
         f"seed {plan['seed']}, {plan['hours']:g} h, commit {result['commit']}",

@@ -303,8 +303,9 @@ def _run(result: dict) -> str:
         ("command", command_line(plan)),
         ("commit", result["commit"]),
         ("population", ", ".join(f"{name} {count}" for name, count in result["population"].items())),
-        ("requests", f"{result['requests_scored']:,} scored of {result['requests_generated']:,} sent by scored keys "
-                     "(after a key is flagged with score 1, its further requests cannot change the result)"),
+        ("requests", f"{result.get('requests_trained', 0):,} trained on; {result['requests_scored']:,} scored of "
+                     f"{result['requests_generated']:,} sent by scored keys (after a key is flagged with score 1, "
+                     "its further requests cannot change the result)"),
         ("model", f"isolation forest, {card.get('n_estimators')} trees, {card.get('training_rows'):,} training "
                   f"windows, {card.get('holdout_rows'):,} held out; threshold {card.get('threshold', 0):.4f} "
                   f"for target FPR {card.get('target_fpr')} (held-out FPR "
