@@ -59,7 +59,8 @@ from .detection import (
     load_states,
     queue_checkpoint,
 )
-from .linkage import LINKAGE_FIELD, LinkagePass, SignatureBook, apply_member_verdict
+from .linkage import LINKAGE_FIELD, SignatureBook, apply_member_verdict
+from .linkage_pass import LinkagePass
 from .store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 
 log = logging.getLogger("distillguard.scorer")

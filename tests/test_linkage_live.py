@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import time
+from itertools import pairwise
 
 import httpx
 import openai
@@ -24,12 +25,20 @@ from detectors.linkage import LinkageResult
 from detectors.pipeline import KeyState
 from service.config import Settings
 from service.events import shard_of
-from service.linkage import PASS_LEASE, PASS_LOG, LinkagePass, active_key, link_shard, signature_key
+from service.linkage import PASS_LEASE, PASS_LOG, active_key, link_shard, signature_key
+from service.linkage_pass import LinkagePass
 from service.store import connect, event_stream, flag_key, key_state_key
 from tests.support.processes import free_port, wait_until
 from tests.support.traffic import SUBJECTS, chat_request, event_fields, key_id
+from tests.test_scorer import (
+    STREAMS,
+    admin,
+    config,
+    drained,
+    requests_seen,
+    write_events,
+)
 from traffic.prompts import human_prompts
-from tests.test_scorer import STREAMS, admin, config, drained, requests_seen, write_events
 
 NETWORK, HONEST, PER_KEY = 12, 16, 10
 ANGLES = ("its history", "how it works", "the main open questions", "common mistakes", "a worked example",
@@ -150,7 +159,7 @@ def test_one_scorer_at_a_time_runs_the_pass_and_another_takes_over_when_it_dies(
     log = sorted(passes(client), key=lambda p: p["started_at"])
     slots = [p["slot"] for p in log]
     assert slots == sorted(set(slots)), "a slot's pass ran twice"
-    assert all(later["started_at"] >= earlier["finished_at"] for earlier, later in zip(log, log[1:])), \
+    assert all(later["started_at"] >= earlier["finished_at"] for earlier, later in pairwise(log)), \
         "two passes overlapped"
     assert {p["scorer"] for p in log} == {holder, survivor}
     assert log[-1]["scorer"] == survivor
