@@ -40,6 +40,10 @@ CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
 }
 
 
+# How long the answers are is mostly the model's doing (reasoning models answer at length
+# to everyone), so the two answer-length features count as one piece of evidence.
+ANSWER_LENGTH = "answer_length"
+ANSWER_LENGTH_FEATURES = frozenset({"completion_tokens_log_mean", "completion_to_prompt_ratio"})
 GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
 
 
@@ -127,19 +131,22 @@ class ForestModel:
         return tuple(reasons)
 
     def harvesting_evidence(self, window: Sequence[float], reasons: tuple[Reason, ...]) -> bool:
-        """True when a top reason is a content feature beyond its benign range, in the
-        direction harvesting pushes it. Keys that pin temperature 0 on nearly every request
-        look like evaluations and are left to the rules (logprobs, reasoning traces)."""
+        """True when at least two top reasons are content features beyond their benign range,
+        in the direction harvesting pushes them, and they are not both about answer length:
+        long answers alone are what reasoning models give every honest user. Keys that pin
+        temperature 0 on nearly every request look like evaluations and are left to the
+        rules (logprobs, reasoning traces)."""
         if window[GREEDY_INDEX] >= 0.95:
             return False
+        evidence = set()
         for reason in reasons:
             direction = FEATURE_DIRECTIONS.get(reason.feature, 0)
             if reason.feature not in CONTENT_FEATURES or direction == 0 or reason.benign_range is None:
                 continue
             low, high = reason.benign_range
             if (direction > 0 and reason.value > high) or (direction < 0 and reason.value < low):
-                return True
-        return False
+                evidence.add(ANSWER_LENGTH if reason.feature in ANSWER_LENGTH_FEATURES else reason.feature)
+        return len(evidence) >= 2
 
     def save(self, path: str | Path) -> Path:
         """Writes `<path>.skops` (the forest, no pickle) and `<path>.json` (the model card)."""

@@ -220,9 +220,17 @@ def test_unusual_volume_and_timing_alone_are_no_harvesting_evidence(model):
     assert not model.harvesting_evidence(window, reasons)
 
 
-def test_a_completion_to_prompt_ratio_far_above_benign_is_harvesting_evidence(model):
-    window = window_like(model, completion_to_prompt_ratio=40.0)
+def test_two_content_features_far_beyond_benign_in_the_harvest_direction_are_evidence(model):
+    window = window_like(model, completion_to_prompt_ratio=40.0, single_turn_share=1.0, unique_prompt_share=1.0)
     assert model.harvesting_evidence(window, model.explain(window))
+
+
+def test_long_answers_alone_are_no_harvesting_evidence(model):
+    """A reasoning model answers everyone at length: answer length counts once, and once is not enough."""
+    window = window_like(model, completion_to_prompt_ratio=40.0, completion_tokens_log_mean=9.0)
+    reasons = model.explain(window)
+    assert {reason.feature for reason in reasons} >= {"completion_to_prompt_ratio", "completion_tokens_log_mean"}
+    assert not model.harvesting_evidence(window, reasons)
 
 
 def test_a_content_feature_outside_the_range_the_wrong_way_is_no_evidence(model):
@@ -234,12 +242,14 @@ def test_a_content_feature_outside_the_range_the_wrong_way_is_no_evidence(model)
 
 @pytest.mark.parametrize("greedy_share", [0.95, 1.0])
 def test_keys_at_temperature_0_on_at_least_95_percent_of_requests_are_left_to_the_rules(model, greedy_share):
-    window = window_like(model, completion_to_prompt_ratio=40.0, greedy_share=greedy_share)
+    window = window_like(model, completion_to_prompt_ratio=40.0, single_turn_share=1.0, unique_prompt_share=1.0,
+                         greedy_share=greedy_share)
     assert not model.harvesting_evidence(window, model.explain(window))
 
 
 def test_keys_just_under_the_greedy_guard_still_count_as_evidence(model):
-    window = window_like(model, completion_to_prompt_ratio=40.0, greedy_share=0.94)
+    window = window_like(model, completion_to_prompt_ratio=40.0, single_turn_share=1.0, unique_prompt_share=1.0,
+                         greedy_share=0.94)
     assert model.harvesting_evidence(window, model.explain(window))
 
 
