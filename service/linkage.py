@@ -107,6 +107,7 @@ class SignatureBook:
         self.enabled = settings.enabled
         self.ttl_ms = int(settings.signature_ttl * 1000)
         self.signatures: dict[str, KeySignature] = {}
+        self.changed: set[str] = set()  # keys with events counted since their last save
 
     async def load(self, client, key_ids: list[str]) -> None:
         """Each key's saved signature, or a new one; one pipelined round trip."""
@@ -125,17 +126,19 @@ class SignatureBook:
             if signature is None:
                 signature = self.signatures[event.key_id] = KeySignature()
             signature.update(event)
+            self.changed.add(event.key_id)
 
     def queue_saves(self, pipe, sha: str, key_ids: list[str], states: dict[str, KeyState]) -> None:
-        """Adds, after the keys' checkpoints, each signature's fenced save and the keys' last
-        event times to their active sets."""
+        """Adds, after the keys' checkpoints, the fenced save of each signature that counted new
+        events and the keys' last event times to their active sets."""
         if not self.enabled:
             return
         active: dict[int, dict[str, float]] = {}
         for key_id in key_ids:
             signature = self.signatures.get(key_id)
-            if signature is None or not signature.requests:
+            if signature is None or key_id not in self.changed:
                 continue
+            self.changed.discard(key_id)
             queue_evalsha(pipe, sha, [key_state_key(key_id), signature_key(key_id)],
                           [states[key_id].last_event_id, signature.to_bytes(), self.ttl_ms])
             active.setdefault(link_shard(key_id), {})[key_id] = signature.last_ts
@@ -145,9 +148,11 @@ class SignatureBook:
 
     def forget(self, key_id: str) -> None:
         self.signatures.pop(key_id, None)
+        self.changed.discard(key_id)
 
     def clear(self) -> None:
         self.signatures.clear()
+        self.changed.clear()
 
 
 def _signature_from(key_id: str, blob: bytes | None) -> KeySignature:

@@ -220,11 +220,18 @@ def test_on_a_redis_cluster_each_keys_evidence_sits_in_its_own_slot_and_expires(
     assert {json.loads(cluster.get(flag_key(m)))["detector"] for m in members} == {"linkage"}
     assert not any(cluster.exists(flag_key(key_id(raw))) for raw in honest)
 
+    def slot_of(name: str) -> int:  # asked of the server, not computed here
+        return cluster.execute_command("CLUSTER KEYSLOT", name)
+
+    nodes = set()
     for member in members:
-        assert cluster.keyslot(signature_key(member)) == cluster.keyslot(key_state_key(member))
+        assert slot_of(signature_key(member)) == slot_of(key_state_key(member))
+        node = cluster.get_node_from_key(signature_key(member))
+        with redis.Redis(host=node.host, port=node.port) as owner:  # stored on the master of that slot
+            assert owner.exists(signature_key(member), key_state_key(member)) == 2
+        nodes.add(node.port)
         assert 0 < cluster.ttl(signature_key(member)) <= 2 * 86400
         assert cluster.zscore(active_key(link_shard(member)), member) is not None
-    nodes = {cluster.get_node_from_key(signature_key(m)).port for m in members}
     assert len(nodes) >= 2, "every signature on one node"
     shards = {link_shard(m) for m in members}
     assert len({cluster.get_node_from_key(active_key(s)).port for s in shards}) >= 2
