@@ -107,7 +107,7 @@ class SettledKeys:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.settled: set[str] = set()
-        self.last_features: dict[str, list[float]] = {}  # at each key's latest evaluation: why it was missed
+        self.last_seen: dict[str, tuple[list[float], int]] = {}  # features, requests at the latest evaluation
 
     def observe(self, state, event):
         return self.pipeline.observe(state, event)
@@ -115,21 +115,24 @@ class SettledKeys:
     def evaluate(self, due):
         evaluations = self.pipeline.evaluate(due)
         for evaluation in evaluations:
-            self.last_features[evaluation.key_id] = evaluation.features
+            self.last_seen[evaluation.key_id] = (evaluation.features, evaluation.requests_seen)
             if any(v.flagged for v in evaluation.verdicts) and max(v.score for v in evaluation.verdicts) >= 1.0:
                 self.settled.add(evaluation.key_id)
         return evaluations
 
 
-def nearest_rule(features: list[float], rules: list[Rule]) -> dict | None:
-    """The rule a missed key came closest to firing, and the conditions it failed."""
+def nearest_rule(features: list[float], requests_seen: int, rules: list[Rule]) -> dict | None:
+    """The rule a missed key came closest to firing, and what it lacked (too few requests counts)."""
     best = None
     for rule in rules:
         failing = [f"{c.feature}={features[c.index]:.3g} (needs {c.op} {c.threshold:g})"
                    for c in rule.conditions if not c.holds(features)]
+        if requests_seen < rule.min_requests:
+            failing.append(f"requests={requests_seen} (needs >= {rule.min_requests})")
         if best is None or len(failing) < len(best["failing"]):
             best = {"rule": rule.name, "failing": failing}
     return best
+
 
 def pipeline_with(model, settings: Settings) -> Pipeline:
     """The configured rules and ladder with the freshly trained forest."""
@@ -260,9 +263,9 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
     summary = completed_summary(report.summary(), report, mix)
     for key in summary["attack_keys"]:
         key["max_score"] = round(report.keys[key["key_id"]].max_score, 6)
-        features = pipeline.last_features.get(key["key_id"])
-        if not key["flagged"] and features is not None:
-            key["nearest_rule"] = nearest_rule(features, pipeline.pipeline.rules.rules)
+        last = pipeline.last_seen.get(key["key_id"])
+        if not key["flagged"] and last is not None:
+            key["nearest_rule"] = nearest_rule(*last, pipeline.pipeline.rules.rules)
     benign_keys = [o for o in report.keys.values() if o.label == BENIGN]
     evaluated = [o for o in benign_keys if o.requests >= FIRST_EVALUATION]
     return {

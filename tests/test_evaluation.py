@@ -226,7 +226,7 @@ def test_unknown_scenarios_and_parameters_are_refused_with_a_message():
         assert "distillguard evaluate:" in completed.stderr and "Traceback" not in completed.stderr
 
 
-def test_a_missed_key_is_told_the_rule_it_came_closest_to_and_what_it_lacked():
+def test_a_missed_key_is_told_the_rule_it_came_closest_to_and_what_it_lacked_including_requests():
     from detectors.rules import parse_rules
     from detectors.windows import FEATURE_NAMES
 
@@ -237,4 +237,7 @@ def test_a_missed_key_is_told_the_rule_it_came_closest_to_and_what_it_lacked():
     features = [0.0] * len(FEATURE_NAMES)
     features[FEATURE_NAMES.index("single_turn_share")] = 1.0
     features[FEATURE_NAMES.index("completion_to_prompt_ratio")] = 2.5
-    assert nearest_rule(features, rules) == {"rule": "near", "failing": ["completion_to_prompt_ratio=2.5 (needs >= 4)"]}
+    assert nearest_rule(features, 50, rules) == {"rule": "near",
+                                                  "failing": ["completion_to_prompt_ratio=2.5 (needs >= 4)"]}
+    features[FEATURE_NAMES.index("completion_to_prompt_ratio")] = 6.0
+    assert nearest_rule(features, 25, rules) == {"rule": "near", "failing": ["requests=25 (needs >= 30)"]}
