@@ -56,7 +56,11 @@ class LinkageConfig:
     ring_span: int = 6  # ... larger ones only each member with its 6 next in 3 orders
     min_members: int = 5  # fewer keys are no network worth the name
     harvest_min: float = 0.6  # share of harvest-shaped requests (honest clusters: < 0.45)
-    coordination_min: float = 0.5  # template coherence or synchrony (honest clusters: < 0.35)
+    # A flagged cluster shows two signs of one operator: template coherence of at least
+    # `family_min` (one family's keys: 0.85-0.97; keys asking about one topic: 0.5-0.75),
+    # synchrony or an even split of at least `coordination_min` (independent keys: < 0.35).
+    family_min: float = 0.8
+    coordination_min: float = 0.5
     member_fit: float = 0.5  # a member is flagged only if it matches the rest this well on two counts
     benchmark_overlap: float = 0.3  # exact-prompt Jaccard above this: a shared benchmark
     seed: int = 7  # the LSH hyperplanes; fixed so every pass and process agrees

@@ -39,37 +39,61 @@ class LinkageDetector:
         self.config = config or LinkageConfig()
 
     def run(self, signatures: Mapping[str, KeySignature], now: float) -> LinkageResult:
-        started = time.perf_counter()
-        config = self.config
+        """Cluster every key active in the window ending `now`; flag what must be flagged."""
+        config, clock = self.config, _Stages()
         population = build_population(signatures, now, config)
+        clock.lap("population")
         index = LinkageIndex(population, config)
         pairs = index.candidate_pairs()
+        clock.lap("buckets")
         evidence, overlap = pair_evidence(population, pairs, rarity(population, config), config)
+        clock.lap("evidence")
         linked, weight = edges(evidence, config)
         pairs, evidence, overlap, weight = pairs[linked], evidence[linked], overlap[linked], weight[linked]
         core = two_core(pairs, len(population))
         pairs, evidence, overlap, weight = pairs[core], evidence[core], overlap[core], weight[core]
-        labels = np.full(len(population), -1)
         groups = communities(pairs, weight, len(population))
+        clock.lap("communities")
+        labels = np.full(len(population), -1)
         for number, rows in enumerate(groups):
             labels[rows] = number
-        edge_label = np.where(labels[pairs[:, 0]] == labels[pairs[:, 1]], labels[pairs[:, 0]], -1) \
-            if len(pairs) else np.zeros(0, dtype=np.int64)
+        inside = labels[pairs[:, 0]] == labels[pairs[:, 1]] if len(pairs) else np.zeros(0, dtype=bool)
+        order = np.argsort(np.where(inside, labels[pairs[:, 0]], -1), kind="stable") if len(pairs) else inside
+        edge_label = np.where(inside, labels[pairs[:, 0]], -1)[order] if len(pairs) else np.zeros(0, dtype=np.int64)
+        bounds = np.searchsorted(edge_label, np.arange(len(groups) + 1))
         scorer = ClusterScorer(population, config, index.document_frequency)
         clusters, verdicts = [], {}
         for number, rows in enumerate(groups):
-            inside = edge_label == number
-            cluster = scorer.score(rows, evidence[inside], overlap[inside])
+            mine = order[bounds[number]:bounds[number + 1]]
+            cluster = scorer.score(rows, evidence[mine], overlap[mine])
             clusters.append(cluster)
             if cluster.flagged:
-                verdicts.update(_member_verdicts(cluster, population.key_ids, rows, pairs[inside], evidence[inside],
+                verdicts.update(_member_verdicts(cluster, population.key_ids, rows, pairs[mine], evidence[mine],
                                                  config))
         clusters.sort(key=lambda cluster: (not cluster.flagged, -cluster.size))
-        stats = {"keys": len(signatures), "eligible": len(population), "buckets": len(index.sizes),
-                 "capped_buckets": int((index.sizes > config.bucket_cap).sum()), "comparisons": index.comparisons,
-                 "edges": len(pairs), "clusters": len(clusters), "flagged_clusters": sum(c.flagged for c in clusters),
-                 "seconds": round(time.perf_counter() - started, 3)}
+        clock.lap("verdicts")
+        stats = {"keys": len(signatures), "active": len(population), "eligible": int(population.eligible.sum()),
+                 "buckets": len(index.sizes), "capped_buckets": int((index.sizes > config.bucket_cap).sum()),
+                 "comparisons": index.comparisons, "edges": len(pairs), "clusters": len(clusters),
+                 "flagged_clusters": sum(c.flagged for c in clusters), "seconds": round(clock.total(), 3),
+                 "stage_seconds": clock.stages}
         return LinkageResult(clusters, verdicts, stats)
+
+
+class _Stages:
+    """Wall time of each stage of a pass, for the pass's stats."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = round(now - self.last, 3)
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _member_verdicts(cluster: ClusterVerdict, key_ids: list[str], rows: np.ndarray, pairs: np.ndarray,

@@ -5,7 +5,7 @@ Flagged when the group is big enough, what it asks for together is harvest-shape
 one operator: one template family, activity that rises and falls together, work split
 evenly over the keys. A public benchmark (the same prompts word for word) is not a
 campaign. A member is flagged with it only if it matches the rest on two counts of its
-own (template, rhythm, the group's own client values), so an honest key caught in the
+own (template, rhythm, the group's characteristic client values), so an honest key caught in the
 group by chance is left to its own detectors.
 """
 
@@ -30,7 +30,9 @@ COORDINATION = ("template_coherence", "synchrony", "volume_evenness")
 SIGNAL_NAMES = {"ips": "address prefix", "agents": "user agent", "orders": "header order", "systems": "system prompt",
                 "sampling": "sampling vector"}
 FITS = ("template", "timing", "client")
+EVEN_SPLIT_MIN_KEYS = 10  # fewer keys split work evenly by chance too often
 OWN_SHARE = 0.8
+ENRICHED = 20.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class ClusterVerdict:
             "properties": {name: round(value, 4) for name, value in self.properties.items()},
             "evidence": dict(self.evidence),
             "shared_values": [{"signal": item["signal"], "value": format(item["value"], "x"), "members": item["members"],
-                               "keys_overall": item["keys_overall"]} for item in self.shared_values],
+                               "keys_overall": item["keys_overall"], "characteristic": item["characteristic"]}
+                              for item in self.shared_values],
             "reasons": [reason.as_dict() for reason in self.reasons],
         }
 
@@ -92,12 +95,12 @@ class ClusterScorer:
         shared = self._shared_values(rows)
         fits = self._fits(rows, shared)
         properties = self._properties(rows, fits, edge_overlap)
-        signs = sorted((properties[name] for name in COORDINATION), reverse=True)
+        shown = [name for name in COORDINATION if properties[name] >= self._bar(name)]
         size = len(rows)
         flagged = (size >= config.min_members and properties["harvest_shaped_share"] >= config.harvest_min
-                   and signs[1] >= config.coordination_min
-                   and properties["prompt_overlap"] < config.benchmark_overlap)
-        coordination = min(max((signs[0] + signs[1]) / 2, 0.0), 1.0)
+                   and len(shown) >= 2 and properties["prompt_overlap"] < config.benchmark_overlap)
+        signs = sorted((min(max(properties[name], 0.0), 1.0) for name in COORDINATION), reverse=True)
+        coordination = (signs[0] + signs[1]) / 2
         score = (0.4 * properties["harvest_shaped_share"] + 0.4 * coordination
                  + 0.2 * min(1.0, math.log(size) / math.log(100)))
         evidence = {name: int((edge_evidence[:, n] >= config.class_min).sum()) for n, name in enumerate(CLASSES)}
@@ -108,32 +111,41 @@ class ClusterScorer:
         return ClusterVerdict(identifier, tuple(sorted(key_ids)), min(score, 1.0), flagged, properties, evidence,
                               tuple(shared), reasons, member_fit)
 
+    def _bar(self, sign: str) -> float:
+        """One template family means near-identical centroids; a shared topic (maths
+        questions, say) reaches 0.5-0.75 and is no sign of one operator."""
+        return self.config.family_min if sign == "template_coherence" else self.config.coordination_min
+
     def _shared_values(self, rows: np.ndarray) -> list[dict]:
-        """Values at least half the members send with: the concrete evidence a reviewer
-        checks. `own` when at least `OWN_SHARE` of all keys that have the value are in the
-        cluster: a script's settings are, an SDK's or an app's are not."""
+        """Values at least half the members send with, the evidence a reviewer reads; each
+        `characteristic` of the cluster if most keys that have it at all are in the cluster
+        (a script's settings) or it is `ENRICHED` times commoner in the cluster than among
+        all keys. An SDK's user agent or an app's settings are neither."""
         pop, shared = self.population, []
         for kind in BLOCKING_KINDS:
             values = pop.values[kind][rows]
             held = values[(values != 0) & (pop.shares[kind][rows] >= self.config.min_token_share)]
             for value, members in Counter(held.tolist()).most_common(2):
-                if members * 2 >= len(rows):
-                    overall = self.document_frequency(kind, value)
-                    shared.append({"signal": SIGNAL_NAMES[kind], "kind": kind, "value": value, "members": members,
-                                   "keys_overall": overall, "own": members >= OWN_SHARE * overall})
+                if 2 * members < len(rows):
+                    break
+                overall = max(self.document_frequency(kind, value), members)
+                enrichment = (members / len(rows)) / (overall / len(pop))
+                shared.append({"signal": SIGNAL_NAMES[kind], "kind": kind, "value": value, "members": members,
+                               "keys_overall": overall,
+                               "characteristic": members >= OWN_SHARE * overall or enrichment >= ENRICHED})
         return shared
 
     def _fits(self, rows: np.ndarray, shared: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """How well each member matches the rest: its template centroid and its activity
         against the others' (0 where it has too few prompts or events to say), and the
-        share of its traffic sent with the cluster's own client values."""
+        share of its traffic sent with the cluster's characteristic client values."""
         pop = self.population
         template, timing, client = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows))
         has_template, has_timing = pop.template_ok[rows], pop.timing_ok[rows]
         template[has_template] = leave_one_out(pop.centroid[rows[has_template]])
         timing[has_timing] = leave_one_out(pop.timing[rows[has_timing]])
         for item in shared:
-            if item["own"]:
+            if item["characteristic"]:
                 kind = item["kind"]
                 match = pop.values[kind][rows] == np.uint64(item["value"])
                 client = np.maximum(client, np.where(match, pop.shares[kind][rows], 0.0).max(axis=1))
@@ -158,7 +170,8 @@ class ClusterScorer:
             "requests_per_key_24h": float(volume.mean()),
             "template_coherence": float(fits[0][has_template].mean()) if has_template.sum() >= 2 else 0.0,
             "synchrony": float(fits[1][has_timing].mean()) if has_timing.sum() >= 2 else 0.0,
-            "volume_evenness": max(0.0, 1.0 - float(high - low) / max(float(middle), 1.0)),
+            "volume_evenness": max(0.0, 1.0 - float(high - low) / max(float(middle), 1.0))
+            if len(rows) >= EVEN_SPLIT_MIN_KEYS else 0.0,
             "harvest_shaped_share": share["harvest_shaped"],
             "single_turn_share": share["single_turn"],
             "sampled_share": share["sampled"],
@@ -174,10 +187,10 @@ class ClusterScorer:
     def _reasons(self, identifier: str, size: int, edge_count: int, p: dict[str, float], evidence: dict[str, int],
                  shared: list[dict]) -> tuple[Reason, ...]:
         config = self.config
-        floor = (-1.0, config.coordination_min)  # where independent keys stay
+        floor = (-1.0, config.coordination_min)  # where independent keys' signs stay
         joined = ", ".join(f"{name} {count}" for name, count in evidence.items() if count)
         values = "; ".join(f"{item['signal']} {item['value']:x} ({item['members']} of {size} members, "
-                           f"{item['keys_overall']} keys overall)" for item in shared) or "no single shared value"
+                           f"{item['keys_overall']} keys overall)" for item in shared) or "no value most members share"
         return (
             Reason("linked_keys", "cluster_size", float(size), (1.0, float(config.min_members - 1)),
                    f"cluster {identifier}: {size} keys joined by {edge_count} edges (edges carrying each kind of "
@@ -186,7 +199,7 @@ class ClusterScorer:
                    f"single-turn {p['single_turn_share']:.0%}, sampled {p['sampled_share']:.0%}, long answers "
                    f"{p['long_answer_share']:.0%}, reasoning asked {p['reasoning_share']:.0%}, logprobs "
                    f"{p['logprobs_share']:.0%}, {p['completion_to_prompt_ratio']:.1f} answer tokens per prompt token"),
-            Reason("one_template_family", "template_coherence", p["template_coherence"], floor,
+            Reason("one_template_family", "template_coherence", p["template_coherence"], (-1.0, config.family_min),
                    "how closely each member's prompts match the template centroid of the others (independent "
                    "keys: about 0)"),
             Reason("synchronised_activity", "synchrony", p["synchrony"], floor,
