@@ -125,10 +125,10 @@ def nearest_rule(features: list[float], requests_seen: int, rules: list[Rule]) -
     """The rule a missed key came closest to firing, and what it lacked (too few requests counts)."""
     best = None
     for rule in rules:
-        failing = [f"{c.feature}={features[c.index]:.3g} (needs {c.op} {c.threshold:g})"
+        failing = [{"feature": c.feature, "value": round(features[c.index], 4), "needs": f"{c.op} {c.threshold:g}"}
                    for c in rule.conditions if not c.holds(features)]
         if requests_seen < rule.min_requests:
-            failing.append(f"requests={requests_seen} (needs >= {rule.min_requests})")
+            failing.append({"feature": "requests", "value": requests_seen, "needs": f">= {rule.min_requests}"})
         if best is None or len(failing) < len(best["failing"]):
             best = {"rule": rule.name, "failing": failing}
     return best

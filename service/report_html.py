@@ -214,7 +214,8 @@ def _time_to_detect(summary: dict) -> str:
     for key in summary["attack_keys"]:
         by_scenario.setdefault(key["scenario"] or "attack", []).append(key)
     names = sorted(by_scenario)
-    row_h, top, label_w, panel_w, gap = 30, 28, 170, 350, 70
+    row_h, top, panel_w, gap = 26, 28, 330, 60
+    label_w = max(120, 7 * max((len(name) for name in names), default=0) + 16)
     height = top + row_h * max(1, len(names)) + 40
     width = label_w + 2 * panel_w + gap + 80
     panels = (("ttd_requests", 10, _axis_top(summary, "ttd_requests"), "requests to detect", label_w),
@@ -266,22 +267,39 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _misses(summary: dict) -> str:
-    missed = [key for key in summary["attack_keys"] if not key["flagged"]]
-    if not missed:
+    """Missed attack keys grouped by scenario and the rule they came closest to, with the
+    range of each value that kept that rule from firing."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for key in summary["attack_keys"]:
+        if not key["flagged"]:
+            rule = (key.get("nearest_rule") or {}).get("rule", "")
+            groups.setdefault((key["scenario"], rule), []).append(key)
+    if not groups:
         return "<p>Every attack key was flagged.</p>"
-    rows = "".join(f"<tr><td>{_e(key['scenario'])}</td><td><code>{_e(key['key_id'])}</code></td>"
-                   f"<td>{_num(key.get('max_score'))}</td><td style='text-align:left'>{_nearest(key)}</td></tr>"
-                   for key in missed)
-    return ("<p>Attack keys never flagged, with the rule each came closest to and what it lacked at its last "
-            "evaluation:</p><table id='missed'><tr><th>scenario</th><th>key_id</th><th>highest score</th>"
-            f"<th>nearest rule: failed conditions</th></tr>{rows}</table>")
+    rows = []
+    for (scenario, rule), keys in sorted(groups.items()):
+        scores = [key.get("max_score") or 0.0 for key in keys]
+        rows.append(f"<tr><td>{_e(scenario)}</td><td>{len(keys)}</td><td>{min(scores):.2f}–{max(scores):.2f}</td>"
+                    f"<td style='text-align:left'>{_e(rule) or 'never evaluated'}</td>"
+                    f"<td style='text-align:left'>{_lacking(keys)}</td></tr>")
+    return ("<p>Attack keys never flagged, by the rule each came closest to and what it lacked at the key's "
+            "last evaluation:</p><table id='missed'><tr><th>scenario</th><th>keys</th><th>highest score</th>"
+            "<th style='text-align:left'>nearest rule</th><th style='text-align:left'>failed conditions "
+            f"(range over the keys)</th></tr>{''.join(rows)}</table>")
 
 
-def _nearest(key: dict) -> str:
-    nearest = key.get("nearest_rule")
-    if not nearest:
-        return "never evaluated"
-    return f"{_e(nearest['rule'])}: {_e('; '.join(nearest['failing']))}"
+def _lacking(keys: list[dict]) -> str:
+    values: dict[tuple[str, str], list[float]] = {}
+    for key in keys:
+        for item in (key.get("nearest_rule") or {}).get("failing", []):
+            values.setdefault((item["feature"], item["needs"]), []).append(item["value"])
+    parts = []
+    for (feature, needs), seen in values.items():
+        low, high = min(seen), max(seen)
+        span = f"{low:g}" if low == high else f"{low:g}–{high:g}"
+        share = "" if len(seen) == len(keys) else f" ({len(seen)} of {len(keys)} keys)"
+        parts.append(f"{_e(feature)} {span} (needs {_e(needs)}){share}")
+    return "; ".join(parts)
 
 
 def _false_positives(false_positives: list[dict]) -> str:

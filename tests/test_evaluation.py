@@ -237,7 +237,8 @@ def test_a_missed_key_is_told_the_rule_it_came_closest_to_and_what_it_lacked_inc
     features = [0.0] * len(FEATURE_NAMES)
     features[FEATURE_NAMES.index("single_turn_share")] = 1.0
     features[FEATURE_NAMES.index("completion_to_prompt_ratio")] = 2.5
-    assert nearest_rule(features, 50, rules) == {"rule": "near",
-                                                  "failing": ["completion_to_prompt_ratio=2.5 (needs >= 4)"]}
+    assert nearest_rule(features, 50, rules) == {
+        "rule": "near", "failing": [{"feature": "completion_to_prompt_ratio", "value": 2.5, "needs": ">= 4"}]}
     features[FEATURE_NAMES.index("completion_to_prompt_ratio")] = 6.0
-    assert nearest_rule(features, 25, rules) == {"rule": "near", "failing": ["requests=25 (needs >= 30)"]}
+    assert nearest_rule(features, 25, rules) == {
+        "rule": "near", "failing": [{"feature": "requests", "value": 25, "needs": ">= 30"}]}
