@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from itertools import pairwise
 
 import httpx
 import openai
+import pytest
 import redis
 
 from detectors.base import Reason, Verdict
 from detectors.linkage import LinkageResult
 from detectors.pipeline import KeyState
-from service.config import Settings
+from service.config import ConfigError, Settings, load_settings
 from service.events import shard_of
 from service.linkage import PASS_LEASE, PASS_LOG, active_key, link_shard, signature_key
 from service.linkage_pass import LinkagePass
@@ -237,3 +239,16 @@ def test_on_a_redis_cluster_each_keys_evidence_sits_in_its_own_slot_and_expires(
     assert len({cluster.get_node_from_key(active_key(s)).port for s in shards}) >= 2
     assert all(0 < cluster.ttl(active_key(s)) <= 2 * 86400 for s in shards)
     cluster.close()
+
+
+def test_linkage_settings_come_from_yaml_or_the_environment_and_bad_periods_are_refused(monkeypatch, tmp_path):
+    for name in [name for name in os.environ if name.startswith("DISTILLGUARD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DISTILLGUARD_DETECTION__LINKAGE__EVERY_S", "2m")
+    linkage = load_settings(None).detection.linkage
+    assert (linkage.enabled, linkage.every_s, linkage.window_s) == (True, 120.0, 86400.0)
+    monkeypatch.delenv("DISTILLGUARD_DETECTION__LINKAGE__EVERY_S")
+    path = tmp_path / "distillguard.yaml"
+    path.write_text("detection:\n  linkage:\n    every_s: 2d\n")
+    with pytest.raises(ConfigError, match=r"detection.linkage: every_s \(172800s\) must be shorter than window_s"):
+        load_settings(path)
