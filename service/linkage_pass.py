@@ -68,6 +68,7 @@ class LinkagePass:
         self.cluster_ttl_ms = int(max(2 * self.settings.every_s, 600) * 1000)
         self._stopping = asyncio.Event()
         self._held = False
+        self._tried = -1  # the last slot this scorer started a pass for: a failed one waits for the next
         self._last_log = 0.0
 
     def stop(self) -> None:
@@ -79,7 +80,7 @@ class LinkagePass:
             while not self._stopping.is_set():
                 try:
                     await self._tick()
-                except Exception as exc:  # the next slot tries again
+                except Exception as exc:  # the next slot tries again (in whichever scorer holds the lease)
                     self._failed("lease" if isinstance(exc, PassLeaseLost) else "pass", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.poll_seconds)
@@ -103,8 +104,9 @@ class LinkagePass:
         every = self.settings.every_s
         slot = int(time.time() // every * every * 1000)
         done = await self.client.get(PASS_DONE)
-        if done is not None and int(done) >= slot:
+        if slot == self._tried or (done is not None and int(done) >= slot):
             return
+        self._tried = slot
         await self.run_pass(slot)
 
     async def _take_lease(self) -> int:
