@@ -147,7 +147,7 @@ async def connect(url: str | None, *, timeout: float) -> Store:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
         )
-        client = aioredis.Redis(connection_pool=pool)
+        client = aioredis.Redis.from_pool(pool)  # the client owns the pool, so close() closes it
     store = Store(client, cluster=is_cluster, embedded=False)
     try:
         await store.load_scripts()
