@@ -34,8 +34,12 @@ def communities(pairs: np.ndarray, weights: np.ndarray, n: int, rounds: int = 20
     weight = np.concatenate((weights, weights)).astype(np.float64)
     rng = np.random.default_rng(0)
     for _ in range(rounds):
-        codes, inverse = np.unique(target * n + labels[source], return_inverse=True)
-        totals = np.bincount(inverse.ravel(), weights=weight)
+        codes = target * n + labels[source]
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+        totals = np.add.reduceat(weight[order], starts)
+        codes = codes[starts]
         keys, candidates = codes // n, codes % n
         order = np.lexsort((candidates, -totals, keys))  # per key: heaviest label first, then smallest
         first = np.ones(len(order), dtype=bool)

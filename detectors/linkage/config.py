@@ -52,8 +52,8 @@ class LinkageConfig:
     # probability ~0.5, unrelated keys ~1e-4.
     bands: int = 8
     band_bits: int = 16
-    bucket_cap: int = 200  # buckets up to this size are compared all-pairs ...
-    ring_span: int = 6  # ... larger ones only each member with its 6 next in 3 orders
+    bucket_cap: int = 100  # buckets up to this size are compared all-pairs ...
+    ring_span: int = 4  # ... larger ones only each member with its 4 next in 2 orders
     min_members: int = 5  # fewer keys are no network worth the name
     harvest_min: float = 0.6  # share of harvest-shaped requests (honest clusters: < 0.45)
     # A flagged cluster shows two signs of one operator: template coherence of at least

@@ -51,9 +51,13 @@ def _shared(population: Population, weights: dict[str, np.ndarray], kind: str, f
     values, shares = population.values[kind], population.shares[kind]
     a, b = values[first], values[second]
     match = (a[:, :, None] == b[:, None, :]) & (a != 0)[:, :, None]
-    share = np.minimum(shares[first][:, :, None], shares[second][:, None, :])
-    strength = np.where(match, share * weights[kind][first][:, :, None], 0.0)
-    return strength.max(axis=(1, 2))
+    strength = np.zeros(len(first))
+    hit = np.flatnonzero(match.any(axis=(1, 2)))  # most pairs share nothing of this kind
+    if len(hit):
+        i, j = first[hit], second[hit]
+        share = np.minimum(shares[i][:, :, None], shares[j][:, None, :]) * weights[kind][i][:, :, None]
+        strength[hit] = np.where(match[hit], share, 0.0).max(axis=(1, 2))
+    return strength
 
 
 def _ramp(value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:

@@ -8,10 +8,10 @@ neighbours cost the size of its buckets, never a scan of all keys.
 
 A bucket larger than `bucket_cap` (a popular SDK's user agent, a carrier's prefix, an
 app's system prompt) is not compared all-pairs: each member is paired with its
-`ring_span` next members in three orders (random, by template code, by activity code),
-the sorted-neighbourhood method of record linkage. Cost stays linear in the bucket's size,
-and a network inside a popular bucket still meets itself, since the orders put similar
-keys side by side.
+`ring_span` next members in two orders (by template code and by activity code, ties in a
+fixed random order), the sorted-neighbourhood method of record linkage. Cost stays linear
+in the bucket's size, and a network inside a popular bucket still meets itself, since the
+orders put keys of one template or one rhythm side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ def band_codes(vectors: np.ndarray, planes: np.ndarray, config: LinkageConfig) -
     return bits.astype(np.int64) @ (1 << np.arange(config.band_bits, dtype=np.int64))
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; a plain sort, several times faster here than np.unique's hashing."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
 @lru_cache(maxsize=512)
 def _pairs_within(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(size, 1)
@@ -61,8 +69,7 @@ class LinkageIndex:
         self._by_row = np.argsort(self.rows, kind="stable")
         self._row_starts = np.searchsorted(self.rows[self._by_row], np.arange(self.size + 1))
         random_rank = np.random.default_rng([config.seed, 3]).permutation(self.size)
-        self.orders = (random_rank, template_codes[:, 0] * self.size + random_rank,
-                       timing_codes[:, 0] * self.size + random_rank)
+        self.orders = (template_codes[:, 0] * self.size + random_rank, timing_codes[:, 0] * self.size + random_rank)
         self.comparisons = 0
 
     def _tokens(self, population: Population, template_codes: np.ndarray,
@@ -101,7 +108,7 @@ class LinkageIndex:
         pairs = np.concatenate(found)
         pairs = np.sort(pairs, axis=1)
         pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & self.eligible[pairs[:, 0]] & self.eligible[pairs[:, 1]]]
-        codes = np.unique(pairs[:, 0] * self.size + pairs[:, 1])
+        codes = distinct(pairs[:, 0] * self.size + pairs[:, 1])
         self.comparisons += len(codes)
         return np.stack((codes // self.size, codes % self.size), axis=1)
 
