@@ -231,12 +231,14 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     from .detection import build_pipeline
     from .offline import format_summary, score_records
+    from .offline_linkage import linkage_run
 
     settings = _settings_from(args)
     hasher, secret = _hasher_and_secret(settings)
+    linkage = None if args.no_linkage else linkage_run(settings)
     started = time.perf_counter()
     try:
-        report = score_records(read_traffic(args.file, hasher.key_id), secret, build_pipeline(settings))
+        report = score_records(read_traffic(args.file, hasher.key_id), secret, build_pipeline(settings), linkage)
     except TrafficFormatError as exc:
         sys.exit(f"distillguard score: {exc}")
     elapsed = time.perf_counter() - started
@@ -367,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     score = with_config(commands.add_parser("score", help="score a traffic file offline"))
     score.add_argument("file")
     score.add_argument("--report", help="write flags and summary as JSON")
+    score.add_argument("--no-linkage", action="store_true",
+                       help="skip the cross-key clustering passes (per-key detection only)")
     score.set_defaults(func=cmd_score)
 
     evaluate = with_config(commands.add_parser(

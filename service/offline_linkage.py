@@ -1,18 +1,35 @@
 """Linkage in simulated time, beside per-key scoring: `distillguard score` and `evaluate`
-update every key's signature as its events arrive and run the clustering pass every
-simulated ten minutes, stepping the flagged members' ladders as the live scorer will.
+update every key's signature as its events arrive and run the clustering pass once per
+simulated period (`detection.linkage.every_s`), stepping the flagged members' ladders as
+the live scorer does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from detectors.features import RequestFeatures
 from detectors.ladder import LadderConfig, step
 from detectors.linkage import KeySignature, LinkageDetector, LinkageResult
 from detectors.pipeline import Evaluation, KeyState
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 PASS_EVERY_S = 600.0
+
+
+def linkage_run(settings: Settings) -> LinkageRun | None:
+    """The run the settings ask for: the live scorer's detector thresholds, ladder and pass
+    period (`detection.linkage`), or None when linkage is off."""
+    from .detection import ladder_config
+    from .linkage import linkage_config
+
+    linkage = settings.detection.linkage
+    if not linkage.enabled:
+        return None
+    return LinkageRun(LinkageDetector(linkage_config(linkage)), ladder_config(settings.detection), linkage.every_s)
 
 
 class LinkageRun:
