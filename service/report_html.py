@@ -40,8 +40,8 @@ def render(result: dict) -> str:
         "<h2>Recall against false-positive rate as the threshold moves</h2>"
         + _tradeoff(result["sweep"], summary)
         + "<p class='note'>Each point flags every key whose score reaches a threshold. The shipped detector is "
-          "the marked point: it flags on a rule, or on a forest score over 0.5 <em>with</em> a content feature "
-          "beyond its honest range, so it need not lie on the curve.</p>",
+          "the marked point: it flags on a rule, or on a forest score over 0.5 <em>with</em> content evidence "
+          "beyond the honest range (detectors/iforest.py), so it need not lie on the curve.</p>",
         "<h2>Time to detect</h2>" + _time_to_detect(summary)
         + f"<p class='note'>One dot per flagged attack key; bar: median, tick: 90th percentile. "
           f"{_e(plan['hours'])} h simulated; keys are evaluated every 5 requests from the 10th.</p>",
