@@ -8,7 +8,8 @@
     header order on a third of them, carriers putting hundreds behind one prefix, popular
     apps' system prompts and settings, shared honest templates; plus `--networks` hydra
     networks of `--network-size` keys at 20-30 requests a day. Printed: wall time of the
-    pass and its stages, peak memory it allocated (tracemalloc) and the process's peak RSS,
+    pass and its stages, peak memory it allocated (tracemalloc, in a second identical pass,
+    since tracing slows it) and the process's peak RSS,
     signature bytes per key, candidate pairs compared, and the networks' keys flagged.
 
     python bench/bench_linkage.py [--events 40000] [--rounds 3] [--keys 100000] [--networks 10]
@@ -188,13 +189,14 @@ def one_pass(keys: int, networks: int, size: int) -> None:
     print(f"    signature bytes per key (zlib): mean {statistics.mean(blobs):.0f}, max {max(blobs)}; "
           f"bound before compression {MAX_BYTES}")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracemalloc.start()
     started = time.perf_counter()
     result = LinkageDetector().run(signatures, DEFAULT_START_TS + DAY)
     wall = time.perf_counter() - started
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()  # a second, identical pass, traced: tracing slows the Python parts
+    LinkageDetector().run(signatures, DEFAULT_START_TS + DAY)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     flagged = result.member_verdicts
     in_networks = sum(key.startswith("net") for key in flagged)
     stats = result.stats

@@ -45,6 +45,7 @@ class LinkageRun:
         self.passes = 0
         self.last: LinkageResult | None = None
         self.first_flagged: dict[str, float] = {}  # key_id -> ts of the first pass that flagged it
+        self.first_linked: dict[str, float] = {}  # key_id -> ts of the first pass that put it in a cluster
 
     def observe(self, event: RequestFeatures) -> None:
         signature = self.signatures.get(event.key_id)
@@ -63,6 +64,9 @@ class LinkageRun:
         now = self.next_pass if now is None else now
         result = self.last = self.detector.run(self.signatures, now)
         self.passes += 1
+        for cluster in result.clusters:
+            for key_id in cluster.members:
+                self.first_linked.setdefault(key_id, now)
         evaluations = []
         for key_id, verdict in result.member_verdicts.items():
             state = states[key_id]

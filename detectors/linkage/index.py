@@ -6,12 +6,14 @@ that covers a fair share of its traffic (address prefix, user agent, header orde
 prompt, sampling vector). Only keys in a common bucket are ever compared, so a key's
 neighbours cost the size of its buckets, never a scan of all keys.
 
-A bucket larger than `bucket_cap` (a popular SDK's user agent, a carrier's prefix, an
-app's system prompt) is not compared all-pairs: each member is paired with its
+A bucket larger than `bucket_cap` (a carrier's prefix, an app's system prompt, a big
+network's settings) is not compared all-pairs: each member is paired with its
 `ring_span` next members in two orders (by template code and by activity code, ties in a
 fixed random order), the sorted-neighbourhood method of record linkage. Cost stays linear
 in the bucket's size, and a network inside a popular bucket still meets itself, since the
-orders put keys of one template or one rhythm side by side.
+orders put keys of one template or one rhythm side by side. A bucket of a value held by
+a "popular" share of all keys (an SDK's user agent and header order) gives no pairs at
+all: it is evidence of nothing, and keys that share more are found through other buckets.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class LinkageIndex:
         random_rank = np.random.default_rng([config.seed, 3]).permutation(self.size)
         self.orders = (template_codes[:, 0] * self.size + random_rank, timing_codes[:, 0] * self.size + random_rank)
         self.comparisons = 0
+        # A value held by this many keys is everyone's (an SDK's default headers): no pairs.
+        self.popular = max(config.popular_keys, config.popular_share * self.size)
 
     def _tokens(self, population: Population, template_codes: np.ndarray,
                 timing_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +105,7 @@ class LinkageIndex:
             members = self.rows[starts[:, None] + np.arange(size)]
             first, second = _pairs_within(int(size))
             found.append(np.stack((members[:, first].ravel(), members[:, second].ravel()), axis=1))
-        for bucket in np.flatnonzero(self.sizes > cap):
+        for bucket in np.flatnonzero((self.sizes > cap) & (self.sizes <= self.popular)):
             found.append(self._ring_pairs(self._members(bucket)))
         if not found:
             return np.zeros((0, 2), dtype=np.int64)
@@ -132,6 +136,8 @@ class LinkageIndex:
             members = self._members(bucket)
             if len(members) <= self.config.bucket_cap:
                 found.append(members)
+                continue
+            if len(members) > self.popular:
                 continue
             for rank in self.orders:
                 ordered = members[np.argsort(rank[members], kind="stable")]

@@ -16,6 +16,7 @@ from .signature import (
     ACTIVITY_BUCKET_S,
     ACTIVITY_BUCKETS,
     BEHAVIOUR,
+    PROMPT_SAMPLE,
     TOKEN_KINDS,
     TOP,
     KeySignature,
@@ -54,33 +55,23 @@ def build_population(signatures: Mapping[str, KeySignature], now: float, config:
     """Every key active in the window, in `signatures` order. All of them count for how
     common a value is; only `eligible` ones (enough requests) are linked."""
     chosen = [(key_id, sig) for key_id, sig in signatures.items() if sig.last_ts >= now - config.window_s]
-    n = len(chosen)
+    sigs = [sig for _, sig in chosen]
+    n = len(sigs)
     now_bucket = int(now // ACTIVITY_BUCKET_S)
-    recent = np.zeros(n)
-    voted = np.zeros(n)
-    votes = np.zeros((n, 64), dtype=np.float32)
-    rings = np.zeros((n, ACTIVITY_BUCKETS), dtype=np.float32)
-    newest = np.zeros(n, dtype=np.int64)
-    values = {kind: np.zeros((n, TOP[kind]), dtype=np.uint64) for kind in TOKEN_KINDS}
-    counts = {kind: np.zeros((n, TOP[kind]), dtype=np.float32) for kind in TOKEN_KINDS}
-    prompts = np.zeros((n, 16), dtype=np.uint64)
-    prompt_counts = np.zeros(n, dtype=np.int64)
-    behaviour = np.zeros((n, len(BEHAVIOUR)))
-    for row, (_, sig) in enumerate(chosen):
-        recent[row] = sig.recent
-        voted[row] = sig.voted
-        votes[row] = np.frombuffer(sig.votes.to_bytes(128, "little"), dtype="<u2")
-        rings[row] = np.frombuffer(sig.activity, dtype=np.uint16)
-        newest[row] = sig.newest_bucket
-        for kind in TOKEN_KINDS:
-            top = sig.tops[kind]
-            if top:
-                ranked = sorted(top.items(), key=lambda item: -item[1])
-                values[kind][row, : len(ranked)] = [value for value, _ in ranked]
-                counts[kind][row, : len(ranked)] = [count for _, count in ranked]
-        prompts[row, : len(sig.prompts)] = sig.prompts
-        prompt_counts[row] = len(sig.prompts)
-        behaviour[row] = sig.behaviour
+    recent = np.fromiter((sig.recent for sig in sigs), dtype=np.float64, count=n)
+    voted = np.fromiter((sig.voted for sig in sigs), dtype=np.float64, count=n)
+    newest = np.fromiter((sig.newest_bucket for sig in sigs), dtype=np.int64, count=n)
+    votes = np.frombuffer(b"".join(sig.votes.to_bytes(128, "little") for sig in sigs), dtype="<u2")
+    votes = votes.reshape(n, 64).astype(np.float32)
+    rings = np.frombuffer(b"".join(sig.activity.tobytes() for sig in sigs), dtype=np.uint16)
+    rings = rings.reshape(n, ACTIVITY_BUCKETS).astype(np.float32)
+    behaviour = np.asarray([sig.behaviour for sig in sigs], dtype=np.float64).reshape(n, len(BEHAVIOUR))
+    prompt_counts = np.fromiter((len(sig.prompts) for sig in sigs), dtype=np.int64, count=n)
+    prompts = _padded((sig.prompts for sig in sigs), n, PROMPT_SAMPLE)
+    values, counts = {}, {}
+    for kind in TOKEN_KINDS:
+        values[kind] = _padded((sig.tops[kind] for sig in sigs), n, TOP[kind])  # dict order: any order will do
+        counts[kind] = _padded((sig.tops[kind].values() for sig in sigs), n, TOP[kind]).astype(np.float32)
     activity = _aligned(rings, newest, now_bucket).reshape(n, TIMING_BINS, POOL).sum(axis=2)
     centroid, template_ok = _centroids(votes, voted, config.template_min_prompts, config.typical_bits)
     timing, timing_ok = _timing(activity, config.timing_min_events)
@@ -89,6 +80,16 @@ def build_population(signatures: Mapping[str, KeySignature], now: float, config:
     return Population([key_id for key_id, _ in chosen], eligible, recent, activity.sum(axis=1), centroid,
                       template_ok & eligible, activity, timing, timing_ok & eligible, values, shares, prompts,
                       prompt_counts, behaviour)
+
+
+def _padded(rows, n: int, width: int) -> np.ndarray:
+    """Rows of up to `width` unsigned ints as an (n, width) array, zeros after each row's end."""
+    flat: list[int] = []
+    for row in rows:
+        row = list(row)
+        flat.extend(row)
+        flat.extend([0] * (width - len(row)))
+    return np.asarray(flat, dtype=np.uint64).reshape(n, width)
 
 
 def _aligned(rings: np.ndarray, newest: np.ndarray, now_bucket: int) -> np.ndarray:
