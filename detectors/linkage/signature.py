@@ -6,9 +6,10 @@ prompt text. Counts are halved whenever `recent` reaches `HALVE_AT`, so the sign
 the key's recent traffic and never overflows.
 
 Fields (and why each is there):
-  votes / voted     per-bit counts of the template SimHash over the key's prompts: the
-                    key's template *centroid*. Keys of one template family converge on
-                    the family's centroid even when single prompts differ by 20+ bits.
+  votes / voted     per-bit counts of the template SimHash over the key's single-turn
+                    prompts: the key's template *centroid*. Keys of one template family
+                    converge on the family's centroid even when single prompts differ by
+                    20+ bits; follow-up turns ("shorter, please") are no template.
   heads             top template openings (first four masked words): the tasks asked for.
   systems, ips, agents, orders, sampling
                     top system prompts, client /24 or /64 prefixes, user agents, header
