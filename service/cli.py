@@ -260,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     try:
         plan = Plan(benign=args.benign, attacks_per_scenario=args.attacks_per_scenario, hours=args.hours,
                     seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr,
-                    scenarios=tuple(args.scenario), param_items=tuple(args.param))
+                    scenarios=tuple(args.scenario), param_items=tuple(args.param), linkage=not args.no_linkage)
         result = run_evaluation(plan, settings, progress=lambda message: print(message, file=sys.stderr, flush=True))
     except ValueError as exc:
         sys.exit(f"distillguard evaluate: {exc}")
@@ -385,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="N more keys of one scenario, on top of the mix; repeatable")
     evaluate.add_argument("--param", action="append", default=[], metavar="SCENARIO.NAME=VALUE",
                           help="override a scenario parameter, as `simulate --param` takes it; repeatable")
+    evaluate.add_argument("--no-linkage", action="store_true",
+                          help="skip the cross-key clustering passes (per-key detection only)")
     evaluate.add_argument("--html", help="also write the self-contained report page here")
     evaluate.add_argument("--json", help="also write every figure as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)

@@ -29,7 +29,7 @@ from .config import Settings
 from .detection import ladder_config
 from .keys import KeyHasher
 from .offline import ScoreReport, score_records, train_forest
-from .offline_linkage import linkage_run
+from .offline_linkage import LinkageRun, linkage_run
 
 # Fixed, so key ids and the train/test split are the same on every machine, and no
 # installation secret is needed: every key here is simulated.
@@ -56,6 +56,7 @@ class Plan:
     target_fpr: float = 0.001
     scenarios: tuple[str, ...] = ()
     param_items: tuple[str, ...] = ()
+    linkage: bool = True  # run the cross-key linkage passes too (when the settings enable them)
 
     def __post_init__(self) -> None:
         if not 0 < self.train_share < 1:
@@ -102,8 +103,10 @@ def simulate(plan: Plan, mix: dict[str, int], keep: Callable[[str, str], bool]) 
 
 class SettledKeys:
     """The pipeline, watching its own evaluations: a key flagged with a score of 1 is settled,
-    since nothing it sends later can change its first flag or raise its highest score, so its
-    remaining requests need not be scored. Decisions are those of the wrapped pipeline."""
+    since nothing it sends later can change its first flag or raise its highest score. Its
+    later events still fill its window but are no longer evaluated, and without linkage
+    (which needs every key's events for its signatures) they need not be scored at all.
+    Decisions are those of the wrapped pipeline."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -111,7 +114,8 @@ class SettledKeys:
         self.last_seen: dict[str, tuple[list[float], int]] = {}  # features, requests at the latest evaluation
 
     def observe(self, state, event):
-        return self.pipeline.observe(state, event)
+        snapshot = self.pipeline.observe(state, event)
+        return None if event.key_id in self.settled else snapshot
 
     def evaluate(self, due):
         evaluations = self.pipeline.evaluate(due)
@@ -170,14 +174,15 @@ def fpr_upper_bound(false_positives: int, keys: int, confidence: float = 0.95) -
     return float(beta.ppf(confidence, false_positives + 1, keys - false_positives))
 
 
-def goals(summary: dict) -> list[dict]:
+def goals(summary: dict, linkage: bool = True) -> list[dict]:
     """The issue's targets against this run; group attacks (hydra) are reported, not judged."""
     rows = []
     for name, row in summary["scenarios"].items():
         if row["label"] != ATTACK:
             continue
         if name in SCENARIOS and SCENARIOS[name].group is not None:
-            rows.append({"subject": name, "target": "share of member keys flagged (per-key detection and linkage)",
+            target = "per-key detection and linkage" if linkage else "per-key detection alone"
+            rows.append({"subject": name, "target": f"share of member keys flagged ({target})",
                          "measured": row["recall"], "met": None})
             continue
         median = row["ttd_requests_median"]
@@ -211,6 +216,8 @@ def command_line(plan: dict) -> str:
              f"--hours {plan['hours']:g} --seed {plan['seed']} --train-share {plan['train_share']:g}"]
     if plan["target_fpr"] != Plan.target_fpr:
         parts.append(f"--target-fpr {plan['target_fpr']:g}")
+    if not plan.get("linkage", True):
+        parts.append("--no-linkage")
     parts += [f"--scenario {item}" for item in plan["scenarios"]]
     parts += [f"--param {item}" for item in plan["param_items"]]
     return " ".join(parts)
@@ -226,6 +233,25 @@ def commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}+changes" if dirty else head
+
+
+def score_population(plan: Plan, mix: dict[str, int], pipeline: Pipeline, linkage: LinkageRun | None):
+    """Every attack key and every honest key outside the training share through the pipeline
+    (and linkage, when on); returns the report, the watched pipeline, the requests each
+    scored key sent, and the training keys that were passed over."""
+    watched = SettledKeys(pipeline)
+    generated: dict[str, int] = {}
+    train_keys: set[str] = set()
+
+    def test_key(key_id: str, label: str) -> bool:
+        if label == BENIGN and in_training(key_id, plan):
+            train_keys.add(key_id)
+            return False
+        generated[key_id] = generated.get(key_id, 0) + 1
+        return linkage is not None or key_id not in watched.settled
+
+    report = score_records(simulate(plan, mix, test_key), EVALUATION_SECRET, watched, linkage)
+    return report, watched, generated, train_keys
 
 
 def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda message: None) -> dict:
@@ -248,18 +274,8 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
     )
     trained = time.perf_counter()
     progress(f"scoring the other honest keys and {plan.attacks_per_scenario} keys of every attack scenario")
-    pipeline = SettledKeys(pipeline_with(model, settings))
-    generated: dict[str, int] = {}
-    train_keys: set[str] = set()
-
-    def test_key(key_id: str, label: str) -> bool:
-        if label == BENIGN and in_training(key_id, plan):
-            train_keys.add(key_id)
-            return False
-        generated[key_id] = generated.get(key_id, 0) + 1
-        return key_id not in pipeline.settled
-
-    report = score_records(simulate(plan, mix, test_key), EVALUATION_SECRET, pipeline, linkage_run(settings))
+    linkage = linkage_run(settings) if plan.linkage else None
+    report, pipeline, generated, train_keys = score_population(plan, mix, pipeline_with(model, settings), linkage)
     scored = time.perf_counter()
     summary = completed_summary(report.summary(), report, mix)
     for key in summary["attack_keys"]:
@@ -284,7 +300,7 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
         "honest_keys_evaluated": len(evaluated),
         # Keys too quiet to be evaluated cannot be flagged: the bound counts only the others.
         "fpr_upper_bound_95": fpr_upper_bound(sum(1 for o in evaluated if o.flag), len(evaluated)),
-        "goals": goals(summary),
+        "goals": goals(summary, linkage is not None),
         "key_scores": [{"key_id": o.key_id, "label": o.label, "scenario": o.scenario, "score": round(o.max_score, 6),
                         "flagged": bool(o.flag)} for o in report.keys.values()],
         "sweep": threshold_sweep((o.label, o.max_score) for o in report.keys.values()),
@@ -357,8 +373,8 @@ def format_table(result: dict) -> str:
         command_line(plan),
         f"{result['train_keys']} honest keys trained the forest ({result['requests_trained']:,} requests); "
         f"{result['test_keys']} keys scored "
-        f"({result['requests_scored']:,} of {result['requests_generated']:,} requests: a key's requests after "
-        "it is settled are not scored); "
+        f"({result['requests_scored']:,} of the {result['requests_generated']:,} requests they sent scored"
+        f"{'' if result['requests_scored'] == result['requests_generated'] else ': none after a key is settled'}); "
         f"seed {plan['seed']}, {plan['hours']:g} h, commit {result['commit']}",
         f"took {result['seconds']['total']:.1f} s (train {result['seconds']['train']:.1f} s, "
         f"score {result['seconds']['score']:.1f} s)",

@@ -322,8 +322,8 @@ def _run(result: dict) -> str:
         ("commit", result["commit"]),
         ("population", ", ".join(f"{name} {count}" for name, count in result["population"].items())),
         ("requests", f"{result.get('requests_trained', 0):,} trained on; {result['requests_scored']:,} scored of "
-                     f"{result['requests_generated']:,} sent by scored keys (after a key is flagged with score 1, "
-                     "its further requests cannot change the result)"),
+                     f"{result['requests_generated']:,} sent by scored keys (without linkage, a key's requests after "
+                     "it is flagged with score 1 are skipped: they cannot change the result)"),
         ("model", f"isolation forest, {card.get('n_estimators')} trees, {card.get('training_rows'):,} training "
                   f"windows, {card.get('holdout_rows'):,} held out; threshold {card.get('threshold', 0):.4f} "
                   f"for target FPR {card.get('target_fpr')} (held-out FPR "

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
 from service.config import load_settings
 from service.evaluation import (
-    EVALUATION_SECRET, Plan, SettledKeys, command_line, honest_part, in_training, nearest_rule, pipeline_with,
-    population, simulate, threshold_sweep,
+    EVALUATION_SECRET, Plan, command_line, goals, honest_part, in_training, nearest_rule, pipeline_with, population,
+    score_population, simulate, threshold_sweep,
 )
 from service.offline import score_records, train_forest
-from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
+from service.offline_linkage import linkage_run
 from service.report_html import render
 from traffic.scenarios import attack_mix
 
@@ -181,10 +182,12 @@ def test_attack_keys_are_never_trained_on():
     assert sum(honest_part(mix).values()) == plan.benign + 5
 
 
-def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
+@pytest.mark.parametrize("with_linkage", [False, True], ids=["per-key", "with-linkage"])
+def test_skipping_settled_keys_changes_no_outcome(monkeypatch, with_linkage):
     """The shortcut that makes the full run fast: a key flagged with score 1 stops being
-    scored. Every key's first flag, time to detect and highest score must be as without it.
-    Small batches let keys settle early in this short run (decisions never depend on them)."""
+    evaluated (and, without linkage, scored). Every key's first flag, time to detect and
+    highest score must be as without it. Small batches let keys settle early in this short
+    run (decisions never depend on them)."""
     monkeypatch.setattr("service.offline.BATCH", 16)
     plan = Plan(benign=60, attacks_per_scenario=1, hours=4, seed=3, param_items=tuple(
         f"{name}.rate_per_s=0.1,0.15" for name in ("burst_harvester", "logprob_harvester", "topic_sweep",
@@ -193,14 +196,15 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch):
     model = train_forest(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
                          EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
 
-    def test_keys(key_id: str, label: str) -> bool:
-        return label == "attack" or not in_training(key_id, plan)
+    def linkage():
+        return linkage_run(settings) if with_linkage else None
 
-    full = score_records(simulate(plan, population(plan), test_keys), EVALUATION_SECRET, pipeline_with(model, settings))
-    settled = SettledKeys(pipeline_with(model, settings))
-    short = score_records(simulate(plan, population(plan), lambda k, label: test_keys(k, label) and k not in
-                                   settled.settled), EVALUATION_SECRET, settled)
-    assert settled.settled and short.requests < full.requests
+    full = score_records(simulate(plan, population(plan), lambda k, label: label == "attack" or not in_training(k, plan)),
+                         EVALUATION_SECRET, pipeline_with(model, settings), linkage())
+    short, watched, generated, _ = score_population(plan, population(plan), pipeline_with(model, settings), linkage())
+    assert watched.settled
+    assert (short.requests == full.requests) if with_linkage else (short.requests < full.requests)
+    assert sum(generated.values()) == full.requests
     assert full.keys.keys() == short.keys.keys()
     for key_id, outcome in full.keys.items():
         other = short.keys[key_id]
@@ -216,6 +220,16 @@ def test_the_report_names_the_command_that_repeats_the_run(run):
     command = command_line(result["plan"])
     assert command == "distillguard evaluate --benign 60 --attacks-per-scenario 2 --hours 4 --seed 3 --train-share 0.5"
     assert command in stdout and command in page
+
+
+def test_a_per_key_only_run_says_so_in_its_command_and_its_hydra_rows():
+    from dataclasses import asdict
+
+    assert command_line(asdict(Plan(linkage=False))).endswith("--no-linkage")
+    summary = {"false_positive_rate": 0.0, "scenarios": {
+        "hydra": {"label": "attack", "recall": 0.0, "ttd_requests_median": None}}}
+    assert goals(summary, linkage=False)[0]["target"] == "share of member keys flagged (per-key detection alone)"
+    assert goals(summary, linkage=True)[0]["target"] == "share of member keys flagged (per-key detection and linkage)"
 
 
 def test_unknown_scenarios_and_parameters_are_refused_with_a_message():
