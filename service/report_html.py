@@ -35,8 +35,8 @@ def render(result: dict) -> str:
         "<h2>Per-scenario results</h2>" + _table(summary) + f"<p class='note'>{_e(_overall(result))}</p>",
         "<h2>Highest score per key</h2>" + _histogram(result["key_scores"])
         + "<p class='note'>A key's score is the highest any detector gave it at any evaluation: a rule that "
-          "fires gives 1, the isolation forest gives 0.5 at its calibrated threshold. Count axis is "
-          "logarithmic.</p>",
+          "fires gives 1, the isolation forest gives 0.5 at its calibrated threshold, linkage gives its member "
+          "verdict's score. Count axis is logarithmic.</p>",
         "<h2>Recall against false-positive rate as the threshold moves</h2>"
         + _tradeoff(result["sweep"], summary)
         + "<p class='note'>Each point flags every key whose score reaches a threshold. The shipped detector is "
