@@ -59,11 +59,17 @@ class LinkageConfig:
     min_members: int = 5  # fewer keys are no network worth the name
     harvest_min: float = 0.6  # share of harvest-shaped requests (honest clusters: < 0.45)
     # A flagged cluster shows two signs of one operator: template coherence of at least
-    # `family_min` (one family's keys: 0.85-0.97; keys asking about one topic: 0.5-0.75),
+    # `family_min` (one family's keys: 0.87-0.97; keys asking about one topic: up to 0.8),
     # synchrony or an even split of at least `coordination_min` (independent keys: < 0.35).
-    family_min: float = 0.8
+    family_min: float = 0.85
     coordination_min: float = 0.5
-    member_fit: float = 0.5  # a member is flagged only if it matches the rest this well on two counts
+    # A member is flagged only if it matches the rest on two of: template (centroid against
+    # the others'), timing (rhythm against theirs), client (share of its traffic with the
+    # cluster's characteristic values). Honest keys caught in a network's cluster were seen
+    # at up to 0.51 / 0.91 / 0.40; network members at 0.79+ on template unless they
+    # paraphrase, 0.5+ on timing unless their network has no rhythm, 1.0 on client (a
+    # reseller's key 0.5: half its traffic is its honest customers').
+    member_fit: tuple[float, float, float] = (0.6, 0.5, 0.5)
     benchmark_overlap: float = 0.3  # exact-prompt Jaccard above this: a shared benchmark
     seed: int = 7  # the LSH hyperplanes; fixed so every pass and process agrees
     typical_bits: tuple[float, ...] = TYPICAL_BITS  # ordinary text's fingerprint bits (typical.py)

@@ -112,13 +112,14 @@ def _member_verdicts(cluster: ClusterVerdict, key_ids: list[str], rows: np.ndarr
     for n, row in enumerate(rows.tolist()):
         key_id = key_ids[row]
         fit = cluster.member_fit[key_id]
-        matching = [name for name, value in zip(FITS, fit) if value >= config.member_fit]
+        matching = [name for name, value, bar in zip(FITS, fit, config.member_fit) if value >= bar]
         if len(matching) < 2:
             continue
         classes = ", ".join(name for c, name in enumerate(CLASSES) if carried[n, c])
-        member = Reason("linked_to_cluster", "member_fit", sorted(fit)[1], (-1.0, config.member_fit),
+        member = Reason("linked_to_cluster", "member_fit", sorted(fit)[1], None,
                         f"member of cluster {cluster.cluster_id} ({cluster.size} keys, score {cluster.score:.2f}): "
                         f"linked to {int(degree[n])} of them by {classes}; matches the rest on "
-                        + ", ".join(f"{name} {value:.2f}" for name, value in zip(FITS, fit)))
+                        + ", ".join(f"{name} {value:.2f} (needs {bar:g})"
+                                    for name, value, bar in zip(FITS, fit, config.member_fit)))
         verdicts[key_id] = Verdict("linkage", cluster.score, True, (member, *cluster.reasons))
     return verdicts
