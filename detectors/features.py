@@ -156,6 +156,12 @@ def _prompt(body: Mapping) -> _Prompt:
     return prompt
 
 
+def last_user_text(body: Mapping) -> str:
+    """The newest user turn of a request, as the features read it (the review console's sample)."""
+    prompt = _prompt(body if isinstance(body, Mapping) else {})
+    return prompt.user[-1] if prompt.user else ""
+
+
 def _count(value: object, default: int) -> int:
     """A count from the client or upstream, clamped to 0..2**31-1 so a hostile value cannot
     break the arithmetic downstream (log1p of a negative, float of a 400-digit int)."""

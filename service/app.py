@@ -18,11 +18,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import admin, metrics
+from .alerts import AlertSender, public_url_of
 from .config import Settings, load_settings
 from .errors import GatewayError, error_body
 from .events import EventSink
 from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
+from .prompt_samples import PromptSamples
 from .proxy import Proxy
 from .recording import Recorder
 from .scorer import Scorer, default_name
@@ -43,13 +45,17 @@ class GatewayState:
         self.proxy: Proxy | None = None
         self.events: EventSink | None = None
         self.recorder: Recorder | None = None
+        self.prompt_samples: PromptSamples | None = None  # for the review console, with `bodies: full`
         self.v1 = None  # the ASGI app `/v1/` goes to: the proxy, watched by the recorder if on
         self.scorer: Scorer | None = None
         self.scorer_task: asyncio.Task | None = None
+        # Alert queues to the configured webhooks; a no-op without any. `await alerts.notify(event)`.
+        self.alerts = AlertSender(settings.alerts, public_url_of(settings))
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         self.store = await connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
+        self.alerts.start()
         self.limiter = Limiter(self.store, self.settings)
         self.proxy = Proxy(self.settings, self.limiter, self.hasher)
         await self.proxy.start()
@@ -66,7 +72,7 @@ class GatewayState:
         self.proxy.on_finished.append(self.events.listen)
         self.events.start()
         if self.store.embedded or self.settings.detection.embedded_scorer:
-            self.scorer = Scorer(self.store, self.settings, name=f"gateway-{default_name()}")
+            self.scorer = Scorer(self.store, self.settings, name=f"gateway-{default_name()}", alerts=self.alerts)
             self.scorer_task = asyncio.create_task(self.scorer.run())
 
     def _start_recording(self) -> None:
@@ -75,6 +81,10 @@ class GatewayState:
         self.proxy.on_finished.append(self.recorder.listen)
         self.recorder.start()
         self.v1 = self.recorder.watch(self.proxy)
+        if self.settings.recording.bodies == "full":
+            self.prompt_samples = PromptSamples(self.store, self.settings.redis_timeout)
+            self.proxy.on_finished.append(self.prompt_samples.listen)
+            self.prompt_samples.start()
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -84,11 +94,14 @@ class GatewayState:
             await self.proxy.close()
         if self.recorder is not None:
             await self.recorder.close()
+        if self.prompt_samples is not None:
+            await self.prompt_samples.close()
         if self.events is not None:
             await self.events.close()
         if self.scorer is not None:
             self.scorer.stop()
             await asyncio.gather(self.scorer_task, return_exceptions=True)
+        await self.alerts.close()  # after the scorer: its last alerts get the grace period too
         if self.store is not None:
             await self.store.close()
 

@@ -50,6 +50,8 @@ from detectors.pipeline import Evaluation, KeyState, Pipeline
 
 from . import metrics
 from .actions import apply_evaluations
+from .alerts import AlertSender, public_url_of
+from .activity import ActivityCounts
 from .config import Settings
 from .detection import (
     RECENT_EVENTS_KEPT,
@@ -109,8 +111,9 @@ class Scorer:
     """Heartbeats, decides which shards it owns, and runs one ShardWorker per owned shard."""
 
     def __init__(self, store: Store, settings: Settings, *, pipeline: Pipeline | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, alerts: AlertSender | None = None) -> None:
         self.store = store
+        self.alerts = alerts  # the process's alert queues (service/alerts.py); its owner starts and closes it
         self.client = store.client
         self.settings = settings
         self.detection = settings.detection
@@ -231,6 +234,7 @@ class ShardWorker:
         self.lease = shard_lease_key(shard)
         self.states: dict[str, KeyState] = {}
         self.signatures = SignatureBook(scorer.detection.linkage)  # beside the states, same keys
+        self.activity = ActivityCounts()  # per-minute counts for the console, written after checkpoints
         self.claim_from: str | None = "0-0"  # not None: pending entries still to re-claim
         self.held = False
         self.renewed_at = 0.0
@@ -246,6 +250,7 @@ class ShardWorker:
         """Forget everything in memory; the next batch starts again from the pending entries."""
         self.states.clear()
         self.signatures.clear()
+        self.activity.clear()
         self.uncommitted_ids.clear()
         self.uncommitted.clear()
         self.claim_from = "0-0"
@@ -351,12 +356,14 @@ class ShardWorker:
         batch = await asyncio.to_thread(self._score, events)
         await self._confirm_lease()
         await apply_evaluations(self.client, batch.evaluations, flags_kept=self.scorer.detection.flags_kept,
-                                throttle_tier=self.scorer.pipeline.ladder.throttle_tier)
+                                throttle_tier=self.scorer.pipeline.ladder.throttle_tier, alerts=self.scorer.alerts)
         self.uncommitted_ids.extend(_text(entry_id) for entry_id, _ in entries)
         for key_id, records in batch.records.items():
             kept = self.uncommitted.setdefault(key_id, [])
             kept.extend(records)
             del kept[:-RECENT_EVENTS_KEPT]
+            for _, features in records:
+                self.activity.add(features)
         metrics.EVENTS_CONSUMED.labels("counted").inc(sum(len(r) for r in batch.records.values()))
         for outcome in ("replayed", "malformed"):
             if getattr(batch, outcome):
@@ -419,6 +426,12 @@ class ShardWorker:
                     log.info("scorer %s: checkpoint of %s refused as stale", self.scorer.name, key_id)
                     self.states.pop(key_id, None)
                     self.signatures.forget(key_id)
+            accepted = [key_id for key_id, ok in zip(key_ids, written) if ok and key_id in self.activity.counts]
+            if accepted:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    self.activity.queue_writes(pipe, accepted)
+                    await pipe.execute()
+            self.activity.clear()
         await self.client.xack(self.stream, EVENT_GROUP, *self.uncommitted_ids)
         self.uncommitted_ids.clear()
         self.uncommitted.clear()
@@ -436,11 +449,14 @@ async def run_scorer(settings: Settings, name: str | None = None) -> None:
     from .store import connect
 
     store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 2.0))
-    scorer = Scorer(store, settings, name=name)
+    alerts = AlertSender(settings.alerts, public_url_of(settings))
+    alerts.start()
+    scorer = Scorer(store, settings, name=name, alerts=alerts)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, scorer.stop)
     try:
         await scorer.run()
     finally:
+        await alerts.close()
         await store.close()

@@ -83,6 +83,39 @@ def flag_key(key_id: str) -> str:
     return f"dg:{{{key_id}}}:flag"
 
 
+def activity_key(key_id: str, hour: int) -> str:
+    """One hour of a key's per-minute request and token counts (`hour`: Unix hours)."""
+    return f"dg:{{{key_id}}}:activity:{hour}"
+
+
+def prompt_samples_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:prompts"
+
+
+def cluster_alerted_key(cluster_id: str) -> str:
+    """Set when a cluster's first flag was alerted, so a cluster alerts once, not per member."""
+    return f"dg:{{cluster:{cluster_id}}}:alerted"
+
+
+# The review console. The audit trail is one stream (time-ordered, trimmed by age); a
+# target's audit index lives in the target's own slot.
+AUDIT_STREAM = "dg:audit"
+
+
+def audit_target_key(target: str) -> str:
+    """Ids of the audit entries about one target (a key_id or a cluster id), newest first."""
+    return f"dg:{{{target}}}:audit"
+
+
+def session_key(session_hash: str) -> str:
+    """A console session, named by the SHA-256 of its cookie (the cookie itself is never stored)."""
+    return f"dg:session:{session_hash}"
+
+
+def sign_in_failures_key(client_ip: str) -> str:
+    return f"dg:signin:{client_ip}"
+
+
 def queue_evalsha(pipe, sha: str, keys: list[str], args) -> None:
     """Adds one script call to a non-transactional pipeline. redis-py refuses `pipe.evalsha`
     on a Redis Cluster pipeline, but routes a raw EVALSHA by its keys like any command."""
