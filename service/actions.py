@@ -13,6 +13,7 @@ from detectors.ladder import Change
 from detectors.pipeline import Evaluation
 
 from . import metrics
+from .alerts import AlertSender, alert_on_change
 from .decisions import get_decision, set_decision
 from .flags import write_flag
 
@@ -23,8 +24,10 @@ SET_BY_PREFIX = "scorer:"
 ENFORCED_REASON = "suspected_distillation"
 
 
-async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept: int, throttle_tier: str) -> None:
-    """Record scores, then write each change's flag and decision, in evaluation order."""
+async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept: int, throttle_tier: str,
+                            alerts: AlertSender | None = None) -> None:
+    """Record scores, then write each change's flag and decision, in evaluation order; new
+    flags and enforced throttles and blocks are queued as alerts (never awaited on the network)."""
     for evaluation in evaluations:
         for verdict in evaluation.verdicts:
             metrics.DETECTOR_SCORE.labels(verdict.detector).observe(verdict.score)
@@ -36,28 +39,33 @@ async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept
                  evaluation.requests_seen, change.detector,
                  ", ".join(reason["name"] for reason in change.reasons) or "-",
                  "" if change.enforce else " [not enforced: shadow mode or allowlist]")
-        if await write_flag(client, change, flags_kept):
+        first_flag = await write_flag(client, change, flags_kept)
+        if first_flag:
             metrics.FLAGS.labels(change.detector).inc()
-        await decide(client, change, throttle_tier)
+        enforced = await decide(client, change, throttle_tier)
+        await alert_on_change(alerts, client, change, first_flag=first_flag, enforced=enforced)
 
 
-async def decide(client, change: Change, throttle_tier: str) -> None:
+async def decide(client, change: Change, throttle_tier: str) -> bool:
     """Throttle or block as the ladder says; when it falls back to flag or none, lift the
     scorer's own throttle or block. Shadow mode and allowlisted keys (`enforce` false) only
-    get their flag."""
+    get their flag. True when it set a throttle or block."""
     if not change.enforce:
-        return
+        return False
     current = await get_decision(client, change.key_id)
     if current.action != "allow" and not current.set_by.startswith(SET_BY_PREFIX):
-        return
+        return False
     set_by = SET_BY_PREFIX + change.detector
     note = ", ".join(reason["name"] for reason in change.reasons)
     if change.action == "block":
         await set_decision(client, change.key_id, "block", reason=ENFORCED_REASON, note=note,
                            set_by=set_by, ttl_seconds=change.ttl_seconds)
-    elif change.action == "throttle":
+        return True
+    if change.action == "throttle":
         await set_decision(client, change.key_id, "throttle", tier=throttle_tier, reason=ENFORCED_REASON,
                            note=note, set_by=set_by, ttl_seconds=change.ttl_seconds)
-    elif current.action != "allow":
+        return True
+    if current.action != "allow":
         await set_decision(client, change.key_id, "allow", note=f"ladder fell to {change.action}",
                            set_by=set_by, ttl_seconds=change.ttl_seconds)
+    return False

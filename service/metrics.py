@@ -119,6 +119,33 @@ RECORDING_FILES = Counter(
     "distillguard_recording_files_total", "Traffic files started, by why the previous one ended.", ["reason"]
 )
 
+# The review console and audit trail (service/console/, service/audit.py).
+AUDIT_ERRORS = Counter(
+    "distillguard_audit_errors_total",
+    "Audit entries that could not be written, by who was writing (scorer, console); the action itself went on.",
+    ["source"],
+)
+SIGN_INS = Counter(
+    "distillguard_console_sign_ins_total", "Console sign-in attempts, by outcome (ok, wrong_token, rate_limited).",
+    ["outcome"],
+)
+
+# Alerts: flags and blocks POSTed to webhooks (service/alerts.py); `webhook` is its name or index, never its URL.
+ALERTS_SENT = Counter("distillguard_alerts_sent_total", "Alerts a webhook accepted (2xx).", ["webhook"])
+ALERT_FAILURES = Counter(
+    "distillguard_alert_failures_total",
+    "Alert delivery attempts that failed, by why (timeout, connection, status_429, status_5xx, status_4xx).",
+    ["webhook", "reason"],
+)
+ALERTS_DROPPED = Counter(
+    "distillguard_alerts_dropped_total",
+    "Alerts never delivered: queue_full, gave_up (attempts spent or refused with a 4xx), shutdown, malformed.",
+    ["reason"],
+)
+ALERT_QUEUE_DEPTH = Gauge(
+    "distillguard_alert_queue_depth", "Alerts waiting for their webhook.", ["webhook"], multiprocess_mode="livesum"
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text, aggregated over worker processes when there are several."""
