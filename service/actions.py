@@ -14,6 +14,7 @@ from detectors.pipeline import Evaluation
 
 from . import metrics
 from .alerts import AlertSender, alert_on_change
+from .audit import audit_quietly
 from .decisions import get_decision, set_decision
 from .flags import write_flag
 
@@ -25,9 +26,10 @@ ENFORCED_REASON = "suspected_distillation"
 
 
 async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept: int, throttle_tier: str,
-                            alerts: AlertSender | None = None) -> None:
+                            alerts: AlertSender | None = None, audit_retention: float | None = None) -> None:
     """Record scores, then write each change's flag and decision, in evaluation order; new
-    flags and enforced throttles and blocks are queued as alerts (never awaited on the network)."""
+    flags and enforced throttles and blocks are queued as alerts (never awaited on the network).
+    Every change is one audit entry by actor `scorer`; a failed audit write never fails the batch."""
     for evaluation in evaluations:
         for verdict in evaluation.verdicts:
             metrics.DETECTOR_SCORE.labels(verdict.detector).observe(verdict.score)
@@ -43,6 +45,11 @@ async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept
         if first_flag:
             metrics.FLAGS.labels(change.detector).inc()
         enforced = await decide(client, change, throttle_tier)
+        await audit_quietly(client, "scorer", actor="scorer", action=change.action, target=change.key_id,
+                            reason=", ".join(reason["name"] for reason in change.reasons),
+                            details={"detector": change.detector, "score": round(change.score, 4),
+                                     "enforced": enforced, "first_flag": first_flag},
+                            retention_seconds=audit_retention)
         await alert_on_change(alerts, client, change, first_flag=first_flag, enforced=enforced)
 
 

@@ -1,15 +1,15 @@
 """The admin read API for reviewers: flags, linked-key clusters, and everything the scorer
 knows about one key.
 
-Every route needs `Authorization: Bearer <admin_token>`, compared in constant time. With no
-token configured the routes do not exist (404), so a gateway never exposes them by
-accident; a missing or wrong token gets 401. Refusals use OpenAI's error JSON, like the
-rest of the gateway.
+Every route needs `Authorization: Bearer <token>` of a configured reviewer (or the legacy
+`admin_token`), checked by `console.auth.api_viewer` in constant time. With neither
+configured the routes do not exist (404), so a gateway never exposes them by accident; a
+missing or wrong token gets 401. Refusals use OpenAI's error JSON, like the rest of the
+gateway.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +18,8 @@ from detectors.windows import FEATURE_NAMES
 
 from .decisions import get_decision
 from .detection import load_state, recent_events
-from .errors import AdminUnauthorized, NotFound
+from .console.auth import api_viewer
+from .errors import NotFound
 from .flags import read_flag, read_flags
 from .linkage import key_cluster, read_cluster, read_clusters, read_passes
 
@@ -28,18 +29,7 @@ FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagge
                "cluster_id")
 
 
-def require_admin(request: Request) -> None:
-    token = request.app.state.gateway.settings.admin_token
-    if not token:
-        raise NotFound("Unknown route; the API is served under /v1/.")
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        raise AdminUnauthorized("Admin routes need 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
-    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise AdminUnauthorized("The admin token is not valid.")
-
-
-router = APIRouter(prefix="/admin/api", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/api", dependencies=[Depends(api_viewer)])
 
 
 def _client(request: Request):

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import admin, metrics
+from . import admin, console, metrics
 from .alerts import AlertSender, public_url_of
 from .config import Settings, load_settings
 from .errors import GatewayError, error_body
@@ -158,6 +158,7 @@ def build_api(state: GatewayState) -> FastAPI:
         return Response(body, media_type=content_type)
 
     api.include_router(admin.router)
+    console.install(api, state.settings)
     return api
 
 

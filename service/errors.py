@@ -55,6 +55,12 @@ class AdminUnauthorized(GatewayError):
     code = "invalid_admin_token"
 
 
+class AdminForbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "insufficient_role"
+
+
 class KeyBlocked(GatewayError):
     status = 403
     type = "permission_error"

@@ -356,7 +356,8 @@ class ShardWorker:
         batch = await asyncio.to_thread(self._score, events)
         await self._confirm_lease()
         await apply_evaluations(self.client, batch.evaluations, flags_kept=self.scorer.detection.flags_kept,
-                                throttle_tier=self.scorer.pipeline.ladder.throttle_tier, alerts=self.scorer.alerts)
+                                throttle_tier=self.scorer.pipeline.ladder.throttle_tier, alerts=self.scorer.alerts,
+                                audit_retention=self.scorer.settings.admin.audit_retention)
         self.uncommitted_ids.extend(_text(entry_id) for entry_id, _ in entries)
         for key_id, records in batch.records.items():
             kept = self.uncommitted.setdefault(key_id, [])
