@@ -116,6 +116,24 @@ def sign_in_failures_key(client_ip: str) -> str:
     return f"dg:signin:{client_ip}"
 
 
+# Reviewer verdicts (service/review.py). A key's label, review status and dismissal live in
+# its own slot; the index of labelled keys is one sorted set, like the flag index.
+LABEL_INDEX = "dg:labels"
+
+
+def label_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:label"
+
+
+def review_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:review"
+
+
+def dismissed_key(key_id: str) -> str:
+    """Present while automatic actions leave a dismissed key alone (expires with the quiet period)."""
+    return f"dg:{{{key_id}}}:dismissed"
+
+
 def queue_evalsha(pipe, sha: str, keys: list[str], args) -> None:
     """Adds one script call to a non-transactional pipeline. redis-py refuses `pipe.evalsha`
     on a Redis Cluster pipeline, but routes a raw EVALSHA by its keys like any command."""
