@@ -319,6 +319,24 @@ def cmd_replay(args: argparse.Namespace) -> None:
     sys.exit(run_replay(args.file, options, args.report, detection))
 
 
+def cmd_admin_hash_token(args: argparse.Namespace) -> None:
+    from .console.auth import hash_token_command
+
+    hash_token_command(args.token)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    """`audit export`: the audit stream as JSON Lines (see service/audit.py)."""
+    from .audit import export_command
+
+    settings = _settings_from(args)
+    try:
+        written = asyncio.run(export_command(settings, since=args.since, until=args.until, out=args.out))
+    except ValueError as exc:
+        sys.exit(f"distillguard audit export: {exc}")
+    print(f"{written} audit entries", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillguard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     keys_commands.add_parser("allow").add_argument("key_id")
     keys_commands.add_parser("show").add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    admin = commands.add_parser("admin", help="review console administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    hash_token = admin_commands.add_parser("hash-token", help="new reviewer token + the hash for admin.reviewers")
+    hash_token.add_argument("--token", help="'-': hash a token read from stdin instead of making one")
+    hash_token.set_defaults(func=cmd_admin_hash_token)
+
+    audit = with_config(commands.add_parser("audit", help="the audit trail"))
+    audit.add_argument("--redis-url")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_commands.add_parser("export", help="write the audit trail as JSON Lines, oldest first")
+    export.add_argument("--since", help="ISO time (2026-11-01T00:00:00Z) or a duration ago (7d)")
+    export.add_argument("--until", help="ISO time or a duration ago")
+    export.add_argument("--out", help="file to write (default: stdout)")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 
