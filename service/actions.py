@@ -17,6 +17,7 @@ from .alerts import AlertSender, alert_on_change
 from .audit import audit_quietly
 from .decisions import get_decision, set_decision
 from .flags import write_flag
+from .review import is_dismissed, mark_left_alone
 
 log = logging.getLogger("distillguard.actions")
 
@@ -56,8 +57,13 @@ async def apply_evaluations(client, evaluations: list[Evaluation], *, flags_kept
 async def decide(client, change: Change, throttle_tier: str) -> bool:
     """Throttle or block as the ladder says; when it falls back to flag or none, lift the
     scorer's own throttle or block. Shadow mode and allowlisted keys (`enforce` false) only
-    get their flag. True when it set a throttle or block."""
+    get their flag, and so does a key a reviewer dismissed, until its quiet period ends.
+    True when it set a throttle or block."""
     if not change.enforce:
+        return False
+    if change.action in ("throttle", "block") and await is_dismissed(client, change.key_id):
+        log.info("key %s left alone: a reviewer dismissed it", change.key_id)
+        await mark_left_alone(client, change.key_id)
         return False
     current = await get_decision(client, change.key_id)
     if current.action != "allow" and not current.set_by.startswith(SET_BY_PREFIX):
