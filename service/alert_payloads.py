@@ -93,13 +93,14 @@ def slack_message(fields: dict) -> dict:
     same fields; the raw fields ride along under `distillguard` for other tools."""
     text = summary(fields)
     link = fields["console_url"]
+    requests = fields["requests_before_flag"]
     facts = [
         ("key_id", f"`{fields['key_id']}`"),
         ("action", fields["action"]),
         ("score", "-" if fields["score"] is None else f"{fields['score']:.2f}"),
         ("detector", fields["detector"] or "-"),
         ("cluster", fields["cluster_id"] or "-"),
-        ("requests before flag", "-" if fields["requests_before_flag"] is None else str(fields["requests_before_flag"])),
+        ("requests before flag", "-" if requests is None else str(requests)),
         ("by", fields["actor"]),
     ]
     if fields["reason"]:

@@ -17,11 +17,18 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from detectors.ladder import Change
 
 from . import metrics
-from .alert_payloads import Alert, change_event, render_body, shape_event, signature_header
+from .alert_payloads import (
+    Alert,
+    change_event,
+    render_body,
+    shape_event,
+    signature_header,
+)
 from .config import AlertsConfig, WebhookConfig
 from .flags import cluster_of
 from .store import cluster_alerted_key
@@ -187,8 +194,9 @@ class AlertSender:
             await asyncio.sleep(self.backoff(attempt, retry_after))
         metrics.ALERTS_DROPPED.labels("gave_up").inc()
         if webhook.gave_up.due():
-            log.warning("webhook %s: %s alert %s given up after %d attempt(s), last %s; %d more given up since last said",
-                        webhook.label, alert.event, alert.id, attempt, failure, webhook.gave_up.take_suppressed())
+            log.warning("webhook %s: %s alert %s given up after %d attempt(s), last %s; %d more given up "
+                        "since last said", webhook.label, alert.event, alert.id, attempt, failure,
+                        webhook.gave_up.take_suppressed())
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Doubling from `backoff`, capped at `backoff_max`, jittered to 50-100% so many
@@ -255,7 +263,7 @@ async def _first_of_cluster(client, cluster_id: str) -> bool:
     """True for the first member's flag across all scorers; on a Redis error, alert anyway."""
     try:
         return bool(await client.set(cluster_alerted_key(cluster_id), "1", nx=True, ex=CLUSTER_ALERT_SECONDS))
-    except Exception as exc:
+    except (RedisError, OSError, TimeoutError) as exc:
         log.warning("cluster alert check for %s failed (%s); alerting", cluster_id, type(exc).__name__)
         return True
 

@@ -12,13 +12,15 @@ import json
 import logging
 import socket
 import time
+from typing import Self
 
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from service.alerts import AlertSender
+from detectors.ladder import Change
+from service.alerts import AlertSender, alert_on_change
 from service.app import GatewayState
 from service.config import ConfigError, load_settings
 from service.events import shard_of
@@ -55,7 +57,7 @@ class Receiver:
         await self.released.wait()
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
 
-    async def __aenter__(self) -> "Receiver":
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/hooks/{token}", self.handle)
         self.runner = web.AppRunner(app)
@@ -126,7 +128,7 @@ class RunningScorer:
     def __init__(self, app_settings) -> None:
         self.settings = app_settings
 
-    async def __aenter__(self) -> "RunningScorer":
+    async def __aenter__(self) -> Self:
         self.store = await connect(self.settings.redis_url, timeout=2.0)
         await self.store.client.flushdb()
         self.alerts = AlertSender(self.settings.alerts)
@@ -222,7 +224,8 @@ async def test_dead_webhooks_are_counted_and_logged_while_the_scorer_keeps_flagg
                 await write_traffic(writer, {raw: harvest_request for raw in harvesters}, 60)
                 await writer.aclose()
                 for raw in harvesters:  # the scorer went on: every flag is in Redis
-                    await eventually(lambda raw=raw: read_flag(running.store.client, key_id(raw)), what=f"{raw} flagged")
+                    await eventually(lambda raw=raw: read_flag(running.store.client, key_id(raw)),
+                                     what=f"{raw} flagged")
                 await eventually(lambda: len(live.received) == len(harvesters), what="live webhook's alerts")
                 await eventually(
                     lambda: sample("distillguard_alert_failures_total", webhook="silent", reason="timeout")
@@ -290,6 +293,28 @@ async def test_the_gateway_exposes_its_sender_and_flushes_a_reviewer_block_on_st
     assert (alert["action"], alert["actor"], alert["reason"], alert["detector"]) == \
         ("block", "alice", "confirmed harvesting", "reviewer")
     assert "prompt" not in alert and "api_key" not in alert and b"sk-x" not in body
+
+
+async def test_a_flagged_cluster_alerts_once_while_each_enforced_member_alerts(redis_url):
+    def member(key: str, action: str) -> Change:
+        reason = {"name": "linked_network", "detail": "member of cluster lk-0123456789 (12 keys)"}
+        return Change(key, action, 0.9, "linkage", (reason,), 1.7e9, 40, True, 86400.0)
+
+    async with Receiver() as receiver:
+        store = await connect(redis_url, timeout=2.0)
+        await store.client.flushdb()
+        alerts = AlertSender(settings(redis_url, [{"url": receiver.url, "secret": SECRET}]).alerts)
+        alerts.start()
+        for key in ("00000000000000a1", "00000000000000a2", "00000000000000a3"):
+            await alert_on_change(alerts, store.client, member(key, "flag"), first_flag=True, enforced=False)
+        await alert_on_change(alerts, store.client, member("00000000000000a1", "throttle"), first_flag=False,
+                              enforced=True)
+        await alert_on_change(alerts, store.client, member("00000000000000a2", "throttle"), first_flag=False,
+                              enforced=False)  # shadow mode: flagged, not throttled, no throttle alert
+        await alerts.close()
+        await store.close()
+    assert [(b["event"], b["key_id"], b["cluster_id"]) for b in receiver.bodies()] == [
+        ("cluster_flag", "00000000000000a1", "lk-0123456789"), ("throttle", "00000000000000a1", "lk-0123456789")]
 
 
 def test_backoff_doubles_with_jitter_up_to_its_cap():
