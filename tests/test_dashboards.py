@@ -40,7 +40,7 @@ TARGET_LABELS = {"job", "instance"}
 # Grafana's interval variables, replaced by a duration so the query parses as PromQL.
 GRAFANA_INTERVALS = re.compile(r"\$__(rate_interval|interval|range)\b")
 REQUIRED_ROWS = {"Traffic", "Latency", "Rejections", "Flags and actions", "Scorer and event streams", "Errors",
-                 "Alerts to webhooks"}
+                 "Alerts to webhooks", "Review console"}
 
 
 # ---- what the service exports
