@@ -23,7 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import service.metrics
 from tests.conftest import base_config
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import (
+    free_port,
+    start_gateway,
+    start_mock_upstream,
+    start_redis,
+    start_scorer,
+    wait_until,
+)
 from tests.support.traffic import harvest_request, send
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +192,7 @@ def test_dashboard_is_a_well_formed_provisionable_dashboard():
         assert box["x"] + box["w"] <= 24
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${%s}" % variable["name"]}, panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": f"${{{variable['name']}}}"}, panel["title"]
         assert panel["targets"] and panel["description"], panel["title"]
         ref_ids = [target["refId"] for target in panel["targets"]]
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
@@ -214,15 +221,16 @@ def test_every_rule_has_a_duration_a_severity_and_a_runbook_that_exists():
                  "distillguard_upstream_errors_total", 'up{job="distillguard-scorer"}'):
         assert name in covered
     if shutil.which("promtool"):  # validated by Prometheus itself only where it is installed
-        result = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
+        result = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True,
+                                check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_mounts_the_dashboard_the_datasource_and_the_rules():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     mounts: dict[str, dict[str, Path]] = {}  # service -> container path -> host path
-    for name, service in services.items():
-        for volume in service.get("volumes", []):
+    for name, spec in services.items():
+        for volume in spec.get("volumes", []):
             source, target, *_ = volume.split(":")
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
@@ -253,11 +261,9 @@ def scraped_series(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def live_scrapes(tmp_path_factory):
+def live_scrapes():
     """One gateway (two workers, as in docker-compose) and one scorer on their own Redis, after a
     harvester's traffic got it flagged and throttled: their /metrics texts."""
-    from tests.support.processes import start_gateway, start_mock_upstream, start_redis, start_scorer
-
     redis_server, upstream = start_redis(), start_mock_upstream()
     config = base_config(upstream.base_url, detection={"streams": 2, "scorer_lease": "1s"})
     gateway = scorer = None
