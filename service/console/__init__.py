@@ -11,7 +11,7 @@ import logging
 
 from fastapi import APIRouter, FastAPI, Request
 
-from . import audit_page, signin, static_files
+from . import audit_page, pages, signin, static_files
 from .auth import ConsoleResponse
 
 log = logging.getLogger("distillguard.console")
@@ -20,6 +20,7 @@ router = APIRouter()
 router.include_router(signin.router)
 router.include_router(audit_page.router)
 router.include_router(static_files.router)
+router.include_router(pages.router)
 
 
 def install(api: FastAPI, settings) -> None:

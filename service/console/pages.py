@@ -19,7 +19,6 @@ from markupsafe import Markup
 from detectors.windows import FEATURE_NAMES
 
 from ..activity import read_activity
-from ..admin import CLUSTER_ID, KEY_ID
 from ..audit import append_audit, read_audit
 from ..decisions import get_decision
 from ..detection import load_state
@@ -27,7 +26,7 @@ from ..errors import GatewayError
 from ..flags import read_flag
 from ..linkage import key_cluster, read_cluster, read_clusters, read_passes
 from ..prompt_samples import read_samples
-from ..review import act_on_cluster, act_on_key, review_status
+from ..review import CLUSTER_ID, KEY_ID, act_on_cluster, act_on_key, review_status, review_statuses
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons
@@ -61,8 +60,8 @@ async def queue_page(request: Request, reviewer: Reviewer = Depends(console_view
     client = _client(request)
     query = QueueQuery.from_params(request.query_params)
     page = await flag_queue(client, query)
-    reviews = await asyncio.gather(*(review_status(client, flag["key_id"]) for flag in page.flags))
-    rows = [queue_row(flag, review) for flag, review in zip(page.flags, reviews)]
+    reviews = await review_statuses(client, [flag["key_id"] for flag in page.flags])
+    rows = [queue_row(flag, reviews.get(flag["key_id"])) for flag in page.flags]
     return render(request, "queue.html", query=query, page=page, rows=rows, sorts=SORTS, actions=ACTIONS,
                   detectors=DETECTORS, prev_query=urlencode(query.params(page=page.page - 1)),
                   next_query=urlencode(query.params(page=page.page + 1)), fmt=Formats)
@@ -172,12 +171,13 @@ async def cluster_context(request: Request, cluster_id: str) -> dict | None:
     decisions, flags, reviews, history = await asyncio.gather(
         asyncio.gather(*(get_decision(client, key_id) for key_id in members)),
         asyncio.gather(*(read_flag(client, key_id) for key_id in members)),
-        asyncio.gather(*(review_status(client, key_id) for key_id in members)),
+        review_statuses(client, members),
         read_audit(client, target=cluster_id, limit=HISTORY_SHOWN),
     )
     rows = [{"key_id": key_id, "decision": decision.action, "flag": (flag or {}).get("action"),
              "review": (review or {}).get("status")}
-            for key_id, decision, flag, review in zip(members, decisions, flags, reviews)]
+            for key_id, decision, flag, review in zip(members, decisions, flags,
+                                                      [reviews.get(key_id) for key_id in members])]
     return {"cluster": cluster, "members": rows, "history": history, "tiers": list(settings.limits.tiers),
             "expiries": EXPIRIES, "fmt": Formats}
 

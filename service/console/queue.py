@@ -118,7 +118,7 @@ def reason_names(flag: dict) -> list[str]:
 
 def sort_key(sort: str):
     if sort == "recent":
-        return lambda flag: -(flag.get("updated_at") or flag.get("first_flagged_at") or 0.0)
+        return lambda flag: -(flag.get("first_flagged_at") or 0.0)
     return lambda flag: (-(flag.get("score") or 0.0), -(flag.get("first_flagged_at") or 0.0))
 
 
