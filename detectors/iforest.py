@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +59,9 @@ class ForestModel:
     high: np.ndarray
     median: np.ndarray
     card: dict
+    # Raw scores of the held-out benign windows the threshold was calibrated on; only on a
+    # model just fitted (a later calibration step, e.g. with reviewer labels, uses them).
+    holdout_raw: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(
@@ -100,7 +103,7 @@ class ForestModel:
             "n_estimators": n_estimators,
             **(extra_card or {}),
         }
-        return cls(forest, threshold, low, high, np.median(benign, axis=0), card)
+        return cls(forest, threshold, low, high, np.median(benign, axis=0), card, holdout_raw)
 
     def raw_scores(self, windows: np.ndarray) -> np.ndarray:
         """Anomaly scores, higher = more anomalous (sklearn's score_samples, negated)."""

@@ -1,5 +1,6 @@
-"""The admin read API for reviewers: flags, linked-key clusters, and everything the scorer
-knows about one key.
+"""The admin API for reviewers: flags, linked-key clusters, everything the scorer knows
+about one key, labels; and the actions (block, throttle, unblock, dismiss, note) that role
+`reviewer` may take on a key or a cluster (service/review.py).
 
 Every route needs `Authorization: Bearer <token>` of a configured reviewer (or the legacy
 `admin_token`), checked by `console.auth.api_viewer` in constant time. With neither
@@ -13,15 +14,18 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
 
 from detectors.windows import FEATURE_NAMES
 
 from .decisions import get_decision
 from .detection import load_state, recent_events
-from .console.auth import api_viewer
+from .console.auth import Reviewer, api_reviewer, api_viewer
 from .errors import NotFound
 from .flags import read_flag, read_flags
+from .labels import read_label, read_labels
 from .linkage import key_cluster, read_cluster, read_clusters, read_passes
+from .review import act_on_cluster, act_on_key, review_status
 
 KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 CLUSTER_ID = re.compile(r"^lk-[0-9a-f]{1,32}$")
@@ -61,6 +65,8 @@ async def show_key(request: Request, key_id: str) -> dict:
         "cluster_id": await key_cluster(client, key_id),
         "decision": (await get_decision(client, key_id)).as_dict(),
         "flag": await read_flag(client, key_id),
+        "review": await review_status(client, key_id),
+        "label": await read_label(client, key_id),
         "window": window,
         "last_verdicts": state.last_verdicts if state is not None else [],
         "recent_events": await recent_events(client, key_id),
@@ -82,3 +88,39 @@ async def show_cluster(request: Request, cluster_id: str) -> dict:
     if cluster is None:
         raise NotFound(f"No current cluster {cluster_id!r}; see /admin/api/clusters.")
     return cluster
+
+
+class ActionRequest(BaseModel):
+    """A reviewer's action: `block` (reason, optional expires_in), `throttle` (tier), `unblock`,
+    `dismiss` (reason), `note` (note)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str
+    reason: str = ""
+    expires_in: str | float | None = None
+    tier: str | None = None
+    note: str | None = None
+
+
+@router.post("/keys/{key_id}/actions")
+async def act_on_key_route(request: Request, key_id: str, body: ActionRequest,
+                           reviewer: Reviewer = Depends(api_reviewer)) -> dict:
+    """Block, throttle, unblock, dismiss or annotate one key (role reviewer); returns what changed."""
+    return await act_on_key(_client(request), request.app.state.gateway.settings, reviewer, key_id, body.action,
+                            reason=body.reason, expires_in=body.expires_in, tier=body.tier, note=body.note)
+
+
+@router.post("/clusters/{cluster_id}/actions")
+async def act_on_cluster_route(request: Request, cluster_id: str, body: ActionRequest,
+                               reviewer: Reviewer = Depends(api_reviewer)) -> dict:
+    """The same action on every current member of a cluster (role reviewer)."""
+    return await act_on_cluster(_client(request), request.app.state.gateway.settings, reviewer, cluster_id,
+                                body.action, reason=body.reason, expires_in=body.expires_in, tier=body.tier,
+                                note=body.note)
+
+
+@router.get("/labels")
+async def list_labels(request: Request, limit: int = Query(1000, ge=1, le=100_000)) -> dict:
+    """Reviewers' verdicts, newest first: what `distillguard labels export` writes."""
+    return {"labels": await read_labels(_client(request), limit)}

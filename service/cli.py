@@ -204,22 +204,28 @@ def _hasher_and_secret(settings: Settings):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Fit the isolation forest on the benign keys of a traffic file."""
+    """Fit the isolation forest on the benign keys of a traffic file (and reviewers' labels)."""
     from traffic.format import TrafficFormatError, read_traffic
 
+    from .label_training import describe, train_command
     from .offline import train_forest
 
     settings = _settings_from(args)
     hasher, secret = _hasher_and_secret(settings)
     try:
-        model = train_forest(read_traffic(args.traffic, hasher.key_id), secret, target_fpr=args.target_fpr,
-                             seed=args.seed, source=os.path.basename(args.traffic))
-    except (TrafficFormatError, ValueError) as exc:
+        if args.labels:
+            model = train_command(args.traffic, args.labels, key_id_of=hasher.key_id, salt=secret,
+                                  target_fpr=args.target_fpr, seed=args.seed)
+        else:
+            model = train_forest(read_traffic(args.traffic, hasher.key_id), secret, target_fpr=args.target_fpr,
+                                 seed=args.seed, source=os.path.basename(args.traffic))
+    except (TrafficFormatError, ValueError, OSError) as exc:
         sys.exit(f"distillguard train: {exc}")
     path = model.save(args.out)
     card = model.card
     print(f"wrote {path}.skops and {path}.json: {card['training_rows']} training windows, "
-          f"threshold {card['threshold']:.4f}, held-out FPR {card['validation']['holdout_fpr_at_threshold']:.4f}")
+          f"threshold {card['threshold']:.4f}, held-out FPR {card['validation']['holdout_fpr_at_threshold']:.4f}"
+          f"{describe(card)}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -337,6 +343,16 @@ def cmd_audit(args: argparse.Namespace) -> None:
     print(f"{written} audit entries", file=sys.stderr)
 
 
+def cmd_labels(args: argparse.Namespace) -> None:
+    """`labels export`: reviewers' verdicts as JSON Lines (see service/labels.py)."""
+    from .labels import export_command
+
+    settings = _settings_from(args)
+    if settings.redis_url is None:
+        sys.exit("distillguard: `labels` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
+    print(f"{asyncio.run(export_command(settings, out=args.out))} labels", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillguard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -382,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="models/default", help="model path without suffix")
     train.add_argument("--target-fpr", type=float, default=0.001)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--labels", help="reviewers' verdicts (`labels export`): dismissed keys train as honest, "
+                                        "confirmed keys calibrate the threshold")
     train.set_defaults(func=cmd_train)
 
     score = with_config(commands.add_parser("score", help="score a traffic file offline"))
@@ -462,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="ISO time or a duration ago")
     export.add_argument("--out", help="file to write (default: stdout)")
     audit.set_defaults(func=cmd_audit)
+
+    labels = with_config(commands.add_parser("labels", help="reviewers' verdicts, for `train --labels`"))
+    labels.add_argument("--redis-url")
+    labels_export = labels.add_subparsers(dest="labels_command", required=True).add_parser(
+        "export", help="write every label as JSON Lines (key_id, label, action, reviewer, reason, ts)")
+    labels_export.add_argument("--out", help="file to write (default: stdout)")
+    labels.set_defaults(func=cmd_labels)
     return parser
 
 

@@ -28,7 +28,7 @@ from service.flags import read_flag
 from service.scorer import Scorer
 from service.store import connect, event_stream
 from tests.conftest import TEST_SECRET
-from tests.support.processes import LOOPBACK, free_port, start_redis
+from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer
 from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
 
 SECRET = "whsec-test-only"
@@ -147,22 +147,28 @@ class RunningScorer:
 async def test_a_new_flag_from_the_scorer_is_posted_once_with_a_valid_signature(redis_url):
     traffic = {"sk-alert-harvester": harvest_request, "sk-alert-chat": chat_request}
     harvester = key_id("sk-alert-harvester")
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
     async with Receiver() as receiver:
-        app_settings = settings(redis_url, [{"url": receiver.url, "secret": SECRET, "name": "security"}])
-        async with RunningScorer(app_settings) as running:
-            writer = aioredis.Redis.from_url(redis_url)
-            await write_traffic(writer, traffic, 60)
-            await eventually(lambda: read_flag(running.store.client, harvester), what="harvester flagged")
-            await write_traffic(writer, traffic, 60)  # more evaluations of an already flagged key
+        config = {"key_secret": TEST_SECRET, "admin": {"public_url": "https://guard.example.com/"},
+                  "detection": {"streams": STREAMS, "scorer_lease": "1s", "linkage": {"enabled": False}},
+                  "alerts": {**FAST, "webhooks": [{"url": receiver.url, "secret": SECRET, "name": "security"}]}}
+        scorer = await asyncio.to_thread(start_scorer, config, redis_url, name="alerts-scorer")
+        try:
+            await write_traffic(client, traffic, 60)
+            await eventually(lambda: read_flag(client, harvester), what="harvester flagged")
+            await write_traffic(client, traffic, 60)  # more evaluations of an already flagged key
             await eventually(lambda: any(b["event"] == "throttle" for b in receiver.bodies()), what="throttle alert")
-            await writer.aclose()
-        # the sender was closed above, so every queued alert has been delivered
+        finally:
+            await asyncio.to_thread(scorer.stop)  # SIGTERM: queued alerts are flushed before it exits
+        await client.aclose()
+    assert scorer.proc.returncode == 0, scorer.log()
     flags = [b for b in receiver.bodies() if b["event"] == "flag"]
     assert [b["key_id"] for b in flags] == [harvester]
     flag = flags[0]
     assert flag["action"] == "flag" and flag["actor"] == "scorer" and flag["detector"]
     assert flag["reasons"] and all(set(r) == {"name", "detail"} for r in flag["reasons"])
-    assert flag["console_url"] == f"/admin/keys/{harvester}"
+    assert flag["console_url"] == f"https://guard.example.com/admin/keys/{harvester}"
     assert flag["requests_before_flag"] >= 10 and 0 < flag["score"] <= 1
     for headers, body in receiver.received:
         assert verified(SECRET, headers, body)
@@ -218,7 +224,7 @@ async def test_dead_webhooks_are_counted_and_logged_while_the_scorer_keeps_flagg
                 {"url": f"http://{LOOPBACK}:{closed_port}/hook", "secret": SECRET, "name": "closed"},
                 {"url": silent_url, "secret": SECRET, "name": "silent"},
                 {"url": live.url, "secret": SECRET, "name": "live", "events": ["flag"]},
-            ], timeout="300ms")
+            ], timeout="300ms", shutdown_grace="200ms")  # the dead ones never drain
             async with RunningScorer(app_settings) as running:
                 writer = aioredis.Redis.from_url(redis_url)
                 await write_traffic(writer, {raw: harvest_request for raw in harvesters}, 60)
