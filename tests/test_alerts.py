@@ -20,9 +20,12 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from detectors.ladder import Change
+from detectors.pipeline import Pipeline
+from detectors.rules import RulesDetector, parse_rules
 from service.alerts import AlertSender, alert_on_change
 from service.app import GatewayState
 from service.config import ConfigError, load_settings
+from service.detection import ladder_config
 from service.events import shard_of
 from service.flags import read_flag
 from service.scorer import Scorer
@@ -123,7 +126,7 @@ async def write_traffic(client, traffic: dict, per_key: int) -> None:
 
 
 class RunningScorer:
-    """A real Scorer over real Redis in this event loop, with its own alert sender."""
+    """A real Scorer (rules and ladder) over real Redis in this event loop, with its own alert sender."""
 
     def __init__(self, app_settings) -> None:
         self.settings = app_settings
@@ -133,7 +136,9 @@ class RunningScorer:
         await self.store.client.flushdb()
         self.alerts = AlertSender(self.settings.alerts)
         self.alerts.start()
-        self.scorer = Scorer(self.store, self.settings, name="alerts-test", alerts=self.alerts)
+        detection = self.settings.detection  # rules only: the forest's load is not what this tests
+        pipeline = Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection))
+        self.scorer = Scorer(self.store, self.settings, name="alerts-test", alerts=self.alerts, pipeline=pipeline)
         self.task = asyncio.create_task(self.scorer.run())
         return self
 
