@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import secrets
 import logging
 import re
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from fastapi import Depends
 
 from service.app import create_app
 from service.audit import read_audit
 from service.config import load_settings
-from service.console.auth import check_csrf, console_reviewer, hash_token
+from service.console.auth import hash_token
 from service.store import session_key
 from tests.conftest import TEST_SECRET
 
@@ -43,11 +43,6 @@ async def console(settings, *, base_url: str = "http://gateway.test"):
     app = create_app(settings)
     await app.state.start()
 
-    async def act(_=Depends(console_reviewer), __=Depends(check_csrf)) -> dict:
-        return {"acted": True}
-
-    # A reviewer-only console action, as the key page's forms are (same dependencies).
-    app.api.add_api_route("/admin/test-action", act, methods=["POST"])
     number = next(_addresses)
     transport = httpx.ASGITransport(app, client=(f"10.9.{number // 250}.{number % 250}", 40000))
     try:
@@ -215,23 +210,43 @@ async def test_sign_out_without_the_csrf_token_is_refused(redis_url):
         assert (await client.get("/admin/audit")).status_code == 200  # still signed in
 
 
+def a_key_id() -> str:
+    return secrets.token_hex(8)
+
+
+async def notes_on(client: httpx.AsyncClient, key_id: str) -> list[str]:
+    return [entry["actor"] for entry in await read_audit(client.app.state.store.client, target=key_id)]
+
+
 async def test_a_reviewer_acts_with_the_csrf_token_from_a_form_or_header(redis_url):
+    key_id = a_key_id()
+    note = {"action": "note", "reason": "triage", "note": "looked at it"}
     async with console(settings_for(redis_url)) as client:
         await sign_in(client, ALICE)
         csrf = form_csrf(await client.get("/admin/audit"))
-        assert (await client.post("/admin/test-action", data={"csrf_token": csrf})).json() == {"acted": True}
-        assert (await client.post("/admin/test-action", headers={"x-csrf-token": csrf})).status_code == 200
-        assert (await client.post("/admin/test-action")).status_code == 403
+        assert (await client.post(f"/admin/keys/{key_id}/actions", data={**note, "csrf_token": csrf})
+                ).status_code == 303
+        assert (await client.post(f"/admin/keys/{key_id}/actions", data=note, headers={"x-csrf-token": csrf})
+                ).status_code == 303
+        assert await notes_on(client, key_id) == ["alice", "alice"]
+        refused = await client.post(f"/admin/keys/{key_id}/actions", data=note)
+        assert refused.status_code == 403 and "did not come from the console" in refused.text
+        forged = await client.post(f"/admin/keys/{key_id}/actions", data={**note, "csrf_token": csrf[:-1]})
+        assert forged.status_code == 403
+        assert await notes_on(client, key_id) == ["alice", "alice"]  # the refused ones did nothing
 
 
 async def test_a_viewer_reads_but_cannot_act(redis_url, caplog):
+    key_id = a_key_id()
     async with console(settings_for(redis_url)) as client:
         await sign_in(client, VICTOR)
         page = await client.get("/admin/audit")
         assert page.status_code == 200 and "role-viewer" in page.text
         with caplog.at_level(logging.WARNING, logger="distillguard.console"):
-            refused = await client.post("/admin/test-action", data={"csrf_token": form_csrf(page)})
+            refused = await client.post(f"/admin/keys/{key_id}/actions",
+                                        data={"action": "block", "reason": "x", "csrf_token": form_csrf(page)})
         assert refused.status_code == 403 and "only reviewers can act" in refused.text
+        assert await notes_on(client, key_id) == []
     assert any("viewer victor refused" in record.getMessage() for record in caplog.records)
 
 
@@ -243,6 +258,7 @@ async def test_sign_in_is_refused_with_429_after_too_many_failures(redis_url, ca
         with caplog.at_level(logging.WARNING, logger="distillguard.console"):
             limited = await sign_in(client, ALICE)  # the right token is not even checked now
         assert limited.status_code == 429
+        assert 0 < int(limited.headers["retry-after"]) <= 300
         assert "dg_session" not in client.cookies
         assert limited.headers["content-security-policy"] == CSP
     assert any("3 failed attempts" in record.getMessage() for record in caplog.records)
@@ -273,7 +289,7 @@ async def test_every_console_response_carries_the_security_headers(redis_url):
         responses = [await client.get("/admin/login"), await client.get("/admin/audit"),
                      await client.get("/admin/static/console.css")]
         await sign_in(client, VICTOR)
-        responses += [await client.get("/admin/audit"), await client.post("/admin/test-action")]
+        responses += [await client.get("/admin/audit"), await client.post(f"/admin/keys/{a_key_id()}/actions")]
     for response in responses:
         assert response.headers["content-security-policy"] == CSP
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -282,19 +298,18 @@ async def test_every_console_response_carries_the_security_headers(redis_url):
 
 
 async def test_bearer_tokens_of_reviewers_open_the_admin_api_by_role(redis_url):
+    key_id = a_key_id()
+    note = {"action": "note", "reason": "triage", "note": "from a script"}
     async with console(settings_for(redis_url)) as client:
-        from service.console.auth import api_reviewer
-
-        async def act(_=Depends(api_reviewer)) -> dict:
-            return {"acted": True}
-
-        client.app.api.add_api_route("/admin/api/test-action", act, methods=["POST"])
         for token in (ALICE, VICTOR):
             assert (await client.get("/admin/api/flags", headers={"authorization": f"Bearer {token}"})).status_code == 200
-        assert (await client.post("/admin/api/test-action", headers={"authorization": f"Bearer {ALICE}"})
-                ).json() == {"acted": True}
-        viewer = await client.post("/admin/api/test-action", headers={"authorization": f"Bearer {VICTOR}"})
+        viewer = await client.post(f"/admin/api/keys/{key_id}/actions", json=note,
+                                   headers={"authorization": f"Bearer {VICTOR}"})
         assert viewer.status_code == 403 and viewer.json()["error"]["type"] == "permission_error"
+        acted = await client.post(f"/admin/api/keys/{key_id}/actions", json=note,
+                                  headers={"authorization": f"Bearer {ALICE}"})
+        assert acted.status_code == 200
+        assert await notes_on(client, key_id) == ["alice"]
         wrong = await client.get("/admin/api/flags", headers={"authorization": f"Bearer {ALICE}x"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_admin_token"
         hashed = await client.get("/admin/api/flags", headers={"authorization": f"Bearer {hash_token(ALICE)}"})

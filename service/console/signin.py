@@ -96,8 +96,10 @@ async def _sign_in(request: Request, token: str) -> Response:
     if failures >= settings.admin.sign_in_attempts:
         metrics.SIGN_INS.labels("rate_limited").inc()
         log.warning("console sign-in from %s refused: %d failed attempts in the window", ip, failures)
-        return error_page(request, 429, "Too many attempts",
-                          "Too many failed sign-ins from this address; wait a few minutes and retry.")
+        response = error_page(request, 429, "Too many attempts",
+                              "Too many failed sign-ins from this address; wait a few minutes and retry.")
+        response.headers["Retry-After"] = str(max(1, await client.ttl(failures_key)))
+        return response
     reviewer = reviewer_for_token(settings, token) if token else None
     if reviewer is None:
         pipe = client.pipeline(transaction=False)
@@ -109,6 +111,7 @@ async def _sign_in(request: Request, token: str) -> Response:
         await append_audit(client, actor="anonymous", action="sign_in_failed", reason="unknown token",
                            details={"ip": ip}, retention_seconds=settings.admin.audit_retention)
         return _login_page(request, status_code=401, error="That token is not valid.")
+    await delete_session(client, request.cookies.get(COOKIE))  # a browser holds one session at a time
     cookie = await create_session(client, name=reviewer.name, role=reviewer.role,
                                   ttl_seconds=settings.admin.session_ttl)
     metrics.SIGN_INS.labels("ok").inc()
