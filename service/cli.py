@@ -190,6 +190,15 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> None:
                                note=args.note or "", set_by=f"cli:{who}", ttl_seconds=ttl)
         elif args.keys_command == "allow":
             await set_decision(store.client, args.key_id, "allow", set_by=f"cli:{who}")
+        if args.keys_command != "show":
+            from .audit import append_audit
+
+            await append_audit(store.client, actor=f"cli:{who}", target=args.key_id,
+                               action="unblock" if args.keys_command == "allow" else args.keys_command,
+                               reason=getattr(args, "reason", None) or "",
+                               details={"tier": getattr(args, "tier", None), "ttl": getattr(args, "ttl", None),
+                                        "note": getattr(args, "note", None)},
+                               retention_seconds=settings.admin.audit_retention)
         decision = await get_decision(store.client, args.key_id)
         print(json.dumps({"key_id": args.key_id, **decision.as_dict()}, indent=2))
     finally:

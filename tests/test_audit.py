@@ -192,3 +192,24 @@ async def test_the_audit_page_shows_entries_escaped_filtered_and_paged(audit_url
         bad = await browser.get("/admin/audit", params={"since": "yesterday-ish"})
         assert bad.status_code == 400
         form_csrf(page)  # the sign-out form is on every page
+
+
+def test_decisions_set_from_the_command_line_are_audited_once(audit_url, monkeypatch):
+    monkeypatch.setenv("USER", "oncall")
+    main(["keys", "--redis-url", audit_url, "block", KEY, "--reason", "abuse", "--ttl", "1h"])
+    main(["keys", "--redis-url", audit_url, "show", KEY])
+    main(["keys", "--redis-url", audit_url, "allow", KEY])
+    entries = [json.loads(line) for line in _export_lines(audit_url)]
+    assert [(entry["actor"], entry["action"], entry["reason"]) for entry in entries] == [
+        ("cli:oncall", "block", "abuse"), ("cli:oncall", "unblock", "")]
+    assert entries[0]["details"]["ttl"] == "1h" and entries[0]["target"] == KEY
+
+
+def _export_lines(audit_url: str) -> list[str]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["audit", "--redis-url", audit_url, "export"])
+    return out.getvalue().splitlines()
