@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
-from typing import IO, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import IO
 
 from . import metrics
 from .store import AUDIT_STREAM, audit_target_key
@@ -59,7 +60,7 @@ async def audit_quietly(client, source: str, **entry) -> str | None:
     is a log line and `distillguard_audit_errors_total`, never an exception."""
     try:
         return await append_audit(client, **entry)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the trail must leave the caller's work alone
         metrics.AUDIT_ERRORS.labels(source).inc()
         log.warning("audit entry %s on %s not written: %s", entry.get("action"), entry.get("target") or "-", exc)
         return None
@@ -129,20 +130,15 @@ async def export_jsonl(client, out: IO[str], *, since: float | None = None, unti
     return written
 
 
-async def export_command(settings, *, since: str | None, until: str | None, out: str | None) -> int:
-    """`distillguard audit export`: the trail as JSON Lines to `out` (or stdout)."""
-    import sys
-
+async def export_command(settings, out: IO[str], *, since: str | None, until: str | None) -> int:
+    """`distillguard audit export`: the trail as JSON Lines to `out`."""
     from .store import connect
 
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None
     store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 5.0))
     try:
-        if out in (None, "-"):
-            return await export_jsonl(store.client, sys.stdout, since=start, until=end)
-        with open(out, "w", encoding="utf-8") as handle:
-            return await export_jsonl(store.client, handle, since=start, until=end)
+        return await export_jsonl(store.client, out, since=start, until=end)
     finally:
         await store.close()
 
@@ -156,11 +152,11 @@ def parse_time(value: str, *, now: float | None = None) -> float:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"not a time: {value!r} (use e.g. 2026-11-01T00:00:00Z or 7d)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -346,7 +347,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
     settings = _settings_from(args)
     try:
-        written = asyncio.run(export_command(settings, since=args.since, until=args.until, out=args.out))
+        with open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout) as out:
+            written = asyncio.run(export_command(settings, out, since=args.since, until=args.until))
     except ValueError as exc:
         sys.exit(f"distillguard audit export: {exc}")
     print(f"{written} audit entries", file=sys.stderr)

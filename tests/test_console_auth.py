@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import secrets
 import logging
 import re
+import secrets
 from contextlib import asynccontextmanager
 
 import httpx
@@ -302,7 +302,8 @@ async def test_bearer_tokens_of_reviewers_open_the_admin_api_by_role(redis_url):
     note = {"action": "note", "reason": "triage", "note": "from a script"}
     async with console(settings_for(redis_url)) as client:
         for token in (ALICE, VICTOR):
-            assert (await client.get("/admin/api/flags", headers={"authorization": f"Bearer {token}"})).status_code == 200
+            listed = await client.get("/admin/api/flags", headers={"authorization": f"Bearer {token}"})
+            assert listed.status_code == 200
         viewer = await client.post(f"/admin/api/keys/{key_id}/actions", json=note,
                                    headers={"authorization": f"Bearer {VICTOR}"})
         assert viewer.status_code == 403 and viewer.json()["error"]["type"] == "permission_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -18,7 +19,7 @@ ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 @router.get("/admin/audit")
-async def audit_page(request: Request, reviewer: Reviewer = Depends(console_viewer)) -> Response:
+async def audit_page(request: Request, reviewer: Annotated[Reviewer, Depends(console_viewer)]) -> Response:
     query = request.query_params
     target = (query.get("target") or "").strip()[:128] or None
     actor = (query.get("actor") or "").strip()[:64] or None

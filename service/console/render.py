@@ -7,7 +7,7 @@ with its own static files only, so an injected tag has nothing to run.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -30,7 +30,7 @@ def _utc(ts: float | None) -> str:
     """Unix seconds as `2026-11-24 19:40:31 UTC` (the console shows every time in UTC)."""
     if ts in (None, ""):
         return "-"
-    return datetime.fromtimestamp(float(ts), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 environment = Environment(

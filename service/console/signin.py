@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -20,6 +21,7 @@ from .. import metrics
 from ..audit import append_audit
 from ..store import sign_in_failures_key
 from .auth import (
+    Reviewer,
     check_csrf,
     client_ip,
     console_viewer,
@@ -75,7 +77,8 @@ async def login(request: Request) -> Response:
     request.state.login_next = str(form.get("next") or "")
     login_cookie = request.cookies.get(LOGIN_COOKIE, "")
     presented_csrf = str(form.get("csrf_token") or "")
-    if not login_cookie or not hmac.compare_digest(presented_csrf.encode(), _login_csrf(request, login_cookie).encode()):
+    expected = _login_csrf(request, login_cookie) if login_cookie else ""
+    if not login_cookie or not hmac.compare_digest(presented_csrf.encode(), expected.encode()):
         log.warning("console sign-in from %s refused: missing or wrong sign-in CSRF token", client_ip(request))
         return error_page(request, 403, "Request refused", "This sign-in form expired; reload the page and retry.")
     try:
@@ -126,7 +129,7 @@ async def _sign_in(request: Request, token: str) -> Response:
 
 
 @router.post("/admin/logout", dependencies=[Depends(check_csrf)])
-async def logout(request: Request, reviewer=Depends(console_viewer)) -> Response:
+async def logout(request: Request, reviewer: Annotated[Reviewer, Depends(console_viewer)]) -> Response:
     gateway = _gateway(request)
     try:
         await delete_session(gateway.store.client, request.cookies.get(COOKIE))

@@ -6,11 +6,11 @@ from __future__ import annotations
 from importlib import resources
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 
 from ..errors import NotFound
 from .auth import require_console
 from .render import secure
-from fastapi.responses import Response
 
 router = APIRouter()
 MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
