@@ -21,12 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS  # noqa: E402
-from tests.conftest import base_config  # noqa: E402
-from tests.support.processes import (  # noqa: E402
-    start_gateway, start_mock_upstream, start_redis, start_scorer, wait_until,
+from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
+from tests.conftest import base_config
+from tests.support.processes import (
+    start_gateway,
+    start_mock_upstream,
+    start_redis,
+    start_scorer,
+    wait_until,
 )
-from tests.support.traffic import chat_request, harvest_request, key_id, send  # noqa: E402
+from tests.support.traffic import chat_request, harvest_request, key_id, send
 
 TOKEN = "screenshot-reviewer-token"
 HARVESTERS = {"sk-demo-harvester-a": 26, "sk-demo-harvester-b": 14, "sk-demo-harvester-c": 9,

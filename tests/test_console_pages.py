@@ -130,7 +130,7 @@ def console(upstream, tmp_path_factory):
     try:
         asyncio.run(send(gateway.base_url, HARVESTER, harvester_traffic()))
         bearer = {"authorization": f"Bearer {REVIEWER_TOKEN}"}
-        counted = lambda: (httpx.get(f"{gateway.url}/admin/api/keys/{key_id(HARVESTER)}", headers=bearer,  # noqa: E731
+        counted = lambda: (httpx.get(f"{gateway.url}/admin/api/keys/{key_id(HARVESTER)}", headers=bearer,
                                      timeout=5).json()["window"] or {}).get("requests_seen") == 40
         wait_until(counted, timeout=30, what="the harvester's requests scored")
         console = Console(gateway.url, server.url, gateway.base_url, {})
@@ -158,7 +158,7 @@ def test_the_queue_shows_the_harvester_the_scorer_flagged_with_its_reason(consol
     assert response.status_code == 200
     assert "default-src 'none'" in response.headers["content-security-policy"]
     row = re.search(rf"<tr class=\"row-\w+\">\s*<td><a class=\"key-link\" href=\"/admin/keys/{key_id(HARVESTER)}\""
-                    r".*?</tr>", response.text, re.S)
+                    r".*?</tr>", response.text, re.DOTALL)
     assert row, "the harvester is in the queue"
     assert "logprob_harvest" in row.group() and "rules" in row.group()
 
@@ -195,7 +195,7 @@ def test_the_queue_filters_by_action_detector_reason_cluster_and_time(console):
 
 def test_the_key_page_explains_the_flag_against_the_honest_range(console):
     page = console.client("victor").get(f"/admin/keys/{key_id(HARVESTER)}").text
-    reasons = re.search(r"<table class=\"data\" id=\"reasons\">.*?</table>", page, re.S).group()
+    reasons = re.search(r"<table class=\"data\" id=\"reasons\">.*?</table>", page, re.DOTALL).group()
     assert "logprob_harvest" in reasons and "soft labels asked for in bulk" in reasons
     row = re.search(r"<tr class=\"outside\"><td><code>logprobs_share</code></td><td class=\"num\">1</td>\s*"
                     r"<td class=\"num nowrap\">([^<]+)</td>", page)
@@ -207,7 +207,7 @@ def test_the_key_page_explains_the_flag_against_the_honest_range(console):
 
 def test_the_key_page_charts_every_request_the_scorer_counted(console):
     page = console.client("victor").get(f"/admin/keys/{key_id(HARVESTER)}").text
-    chart = re.search(r"<svg id='activity-chart'.*?</svg>", page, re.S).group()
+    chart = re.search(r"<svg id='activity-chart'.*?</svg>", page, re.DOTALL).group()
     requests = [int(n.replace(",", "")) for n in re.findall(r"UTC: ([\d,]+) requests</title>", chart)]
     tokens = [int(n.replace(",", "")) for n in re.findall(r"UTC: ([\d,]+) tokens</title>", chart)]
     assert sum(requests) == 40 and sum(tokens) > 40
@@ -267,7 +267,7 @@ def test_blocking_from_the_key_page_is_enforced_and_audited_once(console):
     assert refused.status_code == 403
     blocks = [e for e in console.run(read_audit) if e["target"] == key and e["action"] == "block"]
     assert [(e["actor"], e["reason"]) for e in blocks] == [("alice", "harvests soft labels")]
-    history = re.search(r"<table class=\"data\" id=\"history\">.*?</table>", page, re.S).group()
+    history = re.search(r"<table class=\"data\" id=\"history\">.*?</table>", page, re.DOTALL).group()
     assert "harvests soft labels" in history and "alice" in history
 
 
@@ -276,7 +276,7 @@ def test_an_invalid_action_is_explained_on_the_page_and_changes_nothing(console)
     response = console.client("alice").post(f"/admin/keys/{key}/actions", data={
         "csrf_token": console.csrf("alice"), "action": "throttle", "tier": "no-such-tier", "reason": "r"})
     assert response.status_code == 400
-    assert "Unknown tier" in unescape(re.search(r"id=\"error\"[^>]*>(.*?)</p>", response.text, re.S).group(1))
+    assert "Unknown tier" in unescape(re.search(r"id=\"error\"[^>]*>(.*?)</p>", response.text, re.DOTALL).group(1))
     assert not [e for e in console.run(read_audit) if e["target"] == key]
 
 

@@ -9,7 +9,7 @@ classes; every label is a number or a time, and the SVG is built with escaping a
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 from ..activity import Minute
@@ -50,7 +50,7 @@ def _number(value: float) -> str:
 
 
 def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M")
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
 
 
 def activity_chart(minutes: list[Minute], now: float | None = None) -> str:
@@ -62,8 +62,8 @@ def activity_chart(minutes: list[Minute], now: float | None = None) -> str:
     plot_width = WIDTH - LEFT - RIGHT
     bar_width = plot_width / len(series)
     height = TOP + 2 * PANEL_HEIGHT + GAP + AXIS
-    parts = [f"<svg id='activity-chart' class='chart' viewBox='0 0 {WIDTH} {height}' width='{WIDTH}' "
-             f"height='{height}' role='img' aria-label='requests and tokens per {size} minute(s), UTC'>"]
+    parts = [(f"<svg id='activity-chart' class='chart' viewBox='0 0 {WIDTH} {height}' width='{WIDTH}' "
+              f"height='{height}' role='img' aria-label='requests and tokens per {size} minute(s), UTC'>")]
     for panel, (label, css) in enumerate((("requests", "bar-requests"), ("tokens", "bar-tokens"))):
         top = TOP + panel * (PANEL_HEIGHT + GAP)
         peak = max(values[panel] for values in series) or 1

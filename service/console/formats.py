@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SHORT_PROMPT_CHARS = 160
 # The expiry choices of the block and throttle forms: (value for review.py, label).
@@ -24,7 +24,7 @@ class Formats:
     def utc(ts) -> str:
         if ts in (None, "", 0):
             return "–"
-        return datetime.fromtimestamp(float(ts), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     @staticmethod
     def num(value) -> str:

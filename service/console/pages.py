@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -26,7 +27,14 @@ from ..errors import GatewayError
 from ..flags import read_flag
 from ..linkage import key_cluster, read_cluster, read_clusters, read_passes
 from ..prompt_samples import read_samples
-from ..review import CLUSTER_ID, KEY_ID, act_on_cluster, act_on_key, review_status, review_statuses
+from ..review import (
+    CLUSTER_ID,
+    KEY_ID,
+    act_on_cluster,
+    act_on_key,
+    review_status,
+    review_statuses,
+)
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons
@@ -38,6 +46,7 @@ log = logging.getLogger("distillguard.console")
 
 router = APIRouter()
 ACTING = [Depends(console_reviewer), Depends(check_csrf)]
+Viewer = Annotated[Reviewer, Depends(console_viewer)]
 FORM_FIELDS = ("action", "reason", "expires_in", "tier", "note")
 HISTORY_SHOWN = 50
 CLUSTERS_SHOWN = 200
@@ -55,7 +64,7 @@ def _settings(request: Request):
 
 
 @router.get("/admin")
-async def queue_page(request: Request, reviewer: Reviewer = Depends(console_viewer)):
+async def queue_page(request: Request, reviewer: Viewer):
     """Flagged keys, sorted and filtered by the query string, 50 a page."""
     client = _client(request)
     query = QueueQuery.from_params(request.query_params)
@@ -85,7 +94,7 @@ def queue_row(flag: dict, review: dict | None) -> dict:
 
 
 @router.get("/admin/keys/{key_id}")
-async def key_page(request: Request, key_id: str, done: str = "", reviewer: Reviewer = Depends(console_viewer)):
+async def key_page(request: Request, key_id: str, reviewer: Viewer, done: str = ""):
     """A key's decision and history, why it was flagged, its activity, cluster and prompts."""
     if not KEY_ID.match(key_id):
         return error_page(request, 404, "No such key", "A key_id is 16 hex characters; see `distillguard key-id`.")
@@ -146,15 +155,14 @@ async def reveal_prompts(request: Request, key_id: str):
 
 
 @router.get("/admin/clusters")
-async def clusters_page(request: Request, reviewer: Reviewer = Depends(console_viewer)):
+async def clusters_page(request: Request, reviewer: Viewer):
     client = _client(request)
     clusters, passes = await asyncio.gather(read_clusters(client, CLUSTERS_SHOWN), read_passes(client, 1))
     return render(request, "clusters.html", clusters=clusters, last_pass=passes[0] if passes else None, fmt=Formats)
 
 
 @router.get("/admin/clusters/{cluster_id}")
-async def cluster_page(request: Request, cluster_id: str, done: str = "",
-                       reviewer: Reviewer = Depends(console_viewer)):
+async def cluster_page(request: Request, cluster_id: str, reviewer: Viewer, done: str = ""):
     """A cluster's members (each with its decision and review), volume, and the evidence that joined it."""
     context = await cluster_context(request, cluster_id)
     if context is None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 
 from detectors.ladder import LEVELS
 
@@ -40,11 +40,11 @@ def parse_time(text: str, now: float) -> float | None:
     if match:
         return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z itself
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -62,7 +62,7 @@ class QueueQuery:
     page: int = 1
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> "QueueQuery":
+    def from_params(cls, params: Mapping[str, str]) -> QueueQuery:
         """Unknown choices fall back to "no filter" rather than failing the page."""
         sort = params.get("sort", "score")
         action = params.get("action", "")
