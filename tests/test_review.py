@@ -19,6 +19,7 @@ import redis
 
 from detectors.base import Reason
 from detectors.linkage.verdicts import ClusterVerdict
+from detectors.pipeline import KeyState
 from service.app import create_app
 from service.audit import read_audit
 from service.config import load_settings
@@ -26,7 +27,10 @@ from service.console.auth import Reviewer
 from service.labels import read_labels
 from service.linkage import cluster_key, key_cluster_key
 from service.review import act_on_key, is_dismissed, review_status
-from service.store import AUDIT_STREAM, LABEL_INDEX, decision_key, dismissed_key, event_stream, flag_key
+from service.events import shard_of
+from service.store import (
+    AUDIT_STREAM, LABEL_INDEX, decision_key, dismissed_key, event_stream, flag_key, key_state_key,
+)
 from tests.conftest import base_config
 from tests.support.processes import wait_until
 from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
@@ -43,8 +47,8 @@ def admin_section() -> dict:
 
 
 def config(upstream_url: str = "http://127.0.0.1:9/v1", **extra) -> dict:
-    return base_config(upstream_url, admin=admin_section(), detection={"streams": STREAMS, "scorer_lease": "1s"},
-                       **extra)
+    extra.setdefault("detection", {"streams": STREAMS, "scorer_lease": "1s"})
+    return base_config(upstream_url, admin=admin_section(), **extra)
 
 
 def auth(name: str) -> dict:
@@ -54,7 +58,7 @@ def auth(name: str) -> dict:
 @pytest.fixture
 def redis_db(redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client.flushdb()
     yield client
     client.close()
 
@@ -249,3 +253,51 @@ def test_labels_export_writes_every_verdict_as_json_lines(redis_server, redis_db
         (key_id("sk-b"), "dismissed", "dismiss", "alice", "benchmark team"),
     ]
     assert all(isinstance(line["ts"], float) for line in lines)
+
+
+def write_harvest_events(client, raws: list[str], first: int, count: int) -> None:
+    """Harvesting requests' events, as the gateway appends them, 3 s apart per key."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(first, first + count):
+        for n, raw in enumerate(raws):
+            fields = event_fields(raw, harvest_request(i), 1.7e9 + i * 3.0 + n * 0.01)
+            pipe.xadd(event_stream(shard_of(key_id(raw), STREAMS)), fields)
+    pipe.execute()
+
+
+def test_the_scorer_leaves_a_dismissed_key_alone_while_an_identical_key_is_blocked(own_redis, scorer_factory):
+    cfg = config(detection={"streams": STREAMS, "scorer_lease": "1s", "ladder": {"block_after": 12}})
+    client = redis.Redis.from_url(own_redis.url)
+    scorer_factory(cfg, own_redis.url, name="scorer")
+    dismissed, kept = "sk-eval-harness", "sk-harvester-twin"
+    write_harvest_events(client, [dismissed, kept], 0, 40)  # 7 evaluations: throttled, not yet blocked
+    wait_until(lambda: all(requests_scored(client, raw) == 40 for raw in (dismissed, kept)), timeout=30,
+               what="the first events scored")
+    for raw in (dismissed, kept):
+        assert client.hget(decision_key(key_id(raw)), "action") == b"throttle"
+    assert client.hget(decision_key(key_id(dismissed)), "set_by").startswith(b"scorer:")
+
+    async def dismiss():
+        async_client = redis.asyncio.Redis.from_url(own_redis.url)
+        try:
+            settings = load_settings(None, **cfg, redis_url=own_redis.url)
+            await act_on_key(async_client, settings, Reviewer("alice", "reviewer"), key_id(dismissed), "dismiss",
+                             reason="our nightly eval harness")
+        finally:
+            await async_client.aclose()
+
+    asyncio.run(dismiss())
+    write_harvest_events(client, [dismissed, kept], 40, 140)
+    wait_until(lambda: client.hget(decision_key(key_id(kept)), "action") == b"block", timeout=30,
+               what="the twin blocked")
+    wait_until(lambda: requests_scored(client, dismissed) == 180, timeout=30, what="every event scored")
+    assert not client.exists(decision_key(key_id(dismissed)))
+    flag = json.loads(client.get(flag_key(key_id(dismissed))))
+    assert flag["action"] == "block" and flag["left_alone"] == "dismissed"
+    assert json.loads(client.get(flag_key(key_id(kept)))).get("left_alone") is None
+    client.close()
+
+
+def requests_scored(client, raw: str) -> int:
+    blob = client.hget(key_state_key(key_id(raw)), "state")
+    return KeyState.from_bytes(blob).window.requests_seen if blob else 0
