@@ -43,7 +43,7 @@ def calibrate_with_confirmed(threshold: float, honest_raw, confirmed_raw, *, tar
     if len(below):
         # honest windows at or over each candidate; the rate only grows as candidates fall
         fprs = (len(honest) - np.searchsorted(honest, below, side="left")) / len(honest)
-        within = int(np.count_nonzero(fprs <= max_fpr + 1e-12))  # a prefix, since the rates only grow
+        within = np.count_nonzero(fprs <= max_fpr + 1e-12)  # a prefix, since the rates only grow
         if within:
             chosen = float(below[within - 1])
     return ConfirmedCalibration(
@@ -52,7 +52,7 @@ def calibrate_with_confirmed(threshold: float, honest_raw, confirmed_raw, *, tar
         lowered=chosen < threshold,
         holdout_fpr_at_threshold=float(np.mean(honest >= chosen)),
         max_holdout_fpr=max_fpr,
-        confirmed_windows=int(len(confirmed)),
+        confirmed_windows=len(confirmed),
         confirmed_window_recall=_share(confirmed >= chosen),
         confirmed_window_recall_at_target_fpr_threshold=_share(confirmed >= threshold),
     )

@@ -12,15 +12,16 @@ gateway.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from detectors.windows import FEATURE_NAMES
 
+from .console.auth import Reviewer, api_reviewer, api_viewer
 from .decisions import get_decision
 from .detection import load_state, recent_events
-from .console.auth import Reviewer, api_reviewer, api_viewer
 from .errors import NotFound
 from .flags import read_flag, read_flags
 from .labels import read_label, read_labels
@@ -105,7 +106,7 @@ class ActionRequest(BaseModel):
 
 @router.post("/keys/{key_id}/actions")
 async def act_on_key_route(request: Request, key_id: str, body: ActionRequest,
-                           reviewer: Reviewer = Depends(api_reviewer)) -> dict:
+                           reviewer: Annotated[Reviewer, Depends(api_reviewer)]) -> dict:
     """Block, throttle, unblock, dismiss or annotate one key (role reviewer); returns what changed."""
     return await act_on_key(_client(request), request.app.state.gateway.settings, reviewer, key_id, body.action,
                             reason=body.reason, expires_in=body.expires_in, tier=body.tier, note=body.note)
@@ -113,7 +114,7 @@ async def act_on_key_route(request: Request, key_id: str, body: ActionRequest,
 
 @router.post("/clusters/{cluster_id}/actions")
 async def act_on_cluster_route(request: Request, cluster_id: str, body: ActionRequest,
-                               reviewer: Reviewer = Depends(api_reviewer)) -> dict:
+                               reviewer: Annotated[Reviewer, Depends(api_reviewer)]) -> dict:
     """The same action on every current member of a cluster (role reviewer)."""
     return await act_on_cluster(_client(request), request.app.state.gateway.settings, reviewer, cluster_id,
                                 body.action, reason=body.reason, expires_in=body.expires_in, tier=body.tier,

@@ -361,7 +361,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
     settings = _settings_from(args)
     if settings.redis_url is None:
         sys.exit("distillguard: `labels` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
-    print(f"{asyncio.run(export_command(settings, out=args.out))} labels", file=sys.stderr)
+    print(f"{export_command(settings, out=args.out)} labels", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

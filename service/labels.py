@@ -78,17 +78,24 @@ def read_labels_file(path: str) -> dict[str, dict]:
     return labels
 
 
-async def export_command(settings, *, out: str | None) -> int:
-    """`distillguard labels export`: every label as JSON Lines to `out` (or stdout)."""
-    from .store import connect
+def export_command(settings, *, out: str | None) -> int:
+    """`distillguard labels export`: every label as JSON Lines to `out` (or stdout), oldest
+    first like the audit export."""
+    import asyncio
 
-    store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 5.0))
-    try:
-        labels = await read_labels(store.client)
-    finally:
-        await store.close()
-    labels.reverse()  # oldest first, like the audit export
+    labels = asyncio.run(_read_all(settings))
+    labels.reverse()
     if out in (None, "-"):
         return write_jsonl(labels, sys.stdout)
     with open(out, "w", encoding="utf-8") as handle:
         return write_jsonl(labels, handle)
+
+
+async def _read_all(settings) -> list[dict]:
+    from .store import connect
+
+    store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 5.0))
+    try:
+        return await read_labels(store.client)
+    finally:
+        await store.close()

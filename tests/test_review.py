@@ -24,12 +24,18 @@ from service.app import create_app
 from service.audit import read_audit
 from service.config import load_settings
 from service.console.auth import Reviewer
+from service.events import shard_of
 from service.labels import read_labels
 from service.linkage import cluster_key, key_cluster_key
 from service.review import act_on_key, is_dismissed, review_status
-from service.events import shard_of
 from service.store import (
-    AUDIT_STREAM, LABEL_INDEX, decision_key, dismissed_key, event_stream, flag_key, key_state_key,
+    AUDIT_STREAM,
+    LABEL_INDEX,
+    decision_key,
+    dismissed_key,
+    event_stream,
+    flag_key,
+    key_state_key,
 )
 from tests.conftest import base_config
 from tests.support.processes import wait_until
@@ -67,10 +73,11 @@ def redis_db(redis_server):
 async def gateway(redis_server, redis_db):
     """The gateway in process (lifespan run), over the shared real Redis."""
     app = create_app(load_settings(None, **config(), redis_url=redis_server.url))
-    async with app.api.router.lifespan_context(app.api):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
-            http.app = app
-            yield http
+    async with app.api.router.lifespan_context(app.api), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        http.app = app
+        yield http
 
 
 async def audited(http, target: str) -> list[dict]:
@@ -221,10 +228,11 @@ async def test_a_cluster_block_acts_on_every_member_with_one_audit_entry_each_an
 async def test_without_reviewers_the_action_route_does_not_exist(redis_server, redis_db):
     settings = load_settings(None, **base_config("http://127.0.0.1:9/v1"), redis_url=redis_server.url)
     app = create_app(settings)
-    async with app.api.router.lifespan_context(app.api):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
-            response = await http.post(f"/admin/api/keys/{key_id('sk-x')}/actions", headers=auth("alice"),
-                                       json={"action": "block", "reason": "r"})
+    async with app.api.router.lifespan_context(app.api), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        response = await http.post(f"/admin/api/keys/{key_id('sk-x')}/actions", headers=auth("alice"),
+                                   json={"action": "block", "reason": "r"})
     assert response.status_code == 404
 
 
