@@ -48,6 +48,7 @@ async def console(settings, *, base_url: str = "http://gateway.test"):
     try:
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             client.app = app
+            client.ip = transport.client[0]
             yield client
     finally:
         await app.state.stop()
@@ -119,7 +120,7 @@ async def test_sign_in_never_redirects_off_the_console(redis_url):
 async def test_a_wrong_token_is_refused_logged_without_the_token_and_audited(redis_url, caplog):
     wrong = "not-a-token-of-anyone-123456"
     async with console(settings_for(redis_url)) as client:
-        ip = client._transport.client[0]
+        ip = client.ip
         with caplog.at_level(logging.INFO, logger="distillguard.console"):
             response = await sign_in(client, wrong)
         assert response.status_code == 401
