@@ -109,7 +109,8 @@ async def act_on_key_route(request: Request, key_id: str, body: ActionRequest,
                            reviewer: Annotated[Reviewer, Depends(api_reviewer)]) -> dict:
     """Block, throttle, unblock, dismiss or annotate one key (role reviewer); returns what changed."""
     return await act_on_key(_client(request), request.app.state.gateway.settings, reviewer, key_id, body.action,
-                            reason=body.reason, expires_in=body.expires_in, tier=body.tier, note=body.note)
+                            reason=body.reason, expires_in=body.expires_in, tier=body.tier, note=body.note,
+                            alerts=request.app.state.gateway.alerts)
 
 
 @router.post("/clusters/{cluster_id}/actions")
@@ -118,7 +119,7 @@ async def act_on_cluster_route(request: Request, cluster_id: str, body: ActionRe
     """The same action on every current member of a cluster (role reviewer)."""
     return await act_on_cluster(_client(request), request.app.state.gateway.settings, reviewer, cluster_id,
                                 body.action, reason=body.reason, expires_in=body.expires_in, tier=body.tier,
-                                note=body.note)
+                                note=body.note, alerts=request.app.state.gateway.alerts)
 
 
 @router.get("/labels")

@@ -42,9 +42,10 @@ DEFAULT_QUIET_PERIOD = 7 * 86400.0
 
 async def act_on_key(client, settings, reviewer, key_id: str, action: str, *, reason: str = "",
                      expires_in=None, tier: str | None = None, note: str | None = None,
-                     audit_details: dict | None = None) -> dict:
+                     audit_details: dict | None = None, alerts=None) -> dict:
     """Apply one reviewer action to one key; returns what changed. Raises BadRequest (400, with
-    a code saying which input) before writing anything when the request is not valid."""
+    a code saying which input) before writing anything when the request is not valid. A block
+    is also sent to the `alerts` sender (service/alerts.py) as a `manual_block`."""
     reason, note = _clean(reason, REASON_MAX_CHARS), _clean(note, NOTE_MAX_CHARS)
     if not isinstance(key_id, str) or not KEY_ID.match(key_id):
         raise BadRequest("Not a key_id (16 hex characters); see `distillguard key-id`.", code="invalid_key_id")
@@ -81,6 +82,10 @@ async def act_on_key(client, settings, reviewer, key_id: str, action: str, *, re
         details["note"] = note
     audit_id = await append_audit(client, actor=reviewer.name, action=action, target=key_id, reason=reason or note,
                                   details=details, retention_seconds=settings.admin.audit_retention)
+    if alerts is not None and action == "block":
+        alerts.notify_nowait({"event": "manual_block", "key_id": key_id, "action": "block", "detector": "reviewer",
+                              "actor": reviewer.name, "reason": reason, "cluster_id": (audit_details or {}).get("cluster_id"),
+                              "expires_at": decision.expires_at, "ts": now})
     return {
         "key_id": key_id, "action": action, "previous_decision": previous.as_dict(),
         "decision": decision.as_dict(), "label": label or await read_label(client, key_id), "review": review,
@@ -89,7 +94,7 @@ async def act_on_key(client, settings, reviewer, key_id: str, action: str, *, re
 
 
 async def act_on_cluster(client, settings, reviewer, cluster_id: str, action: str, *, reason: str = "",
-                         expires_in=None, tier: str | None = None, note: str | None = None) -> dict:
+                         expires_in=None, tier: str | None = None, note: str | None = None, alerts=None) -> dict:
     """The same action on every current member of a linkage cluster: one audit entry per
     member (each names the cluster) and one for the cluster itself."""
     if not isinstance(cluster_id, str) or not CLUSTER_ID.match(cluster_id):
@@ -103,7 +108,7 @@ async def act_on_cluster(client, settings, reviewer, cluster_id: str, action: st
               note=_clean(note, NOTE_MAX_CHARS))
     results = [
         await act_on_key(client, settings, reviewer, member, action, reason=reason, expires_in=expires_in,
-                         tier=tier, note=note, audit_details={"cluster_id": cluster_id})
+                         tier=tier, note=note, audit_details={"cluster_id": cluster_id}, alerts=alerts)
         for member in members
     ]
     audit_id = await append_audit(

@@ -25,9 +25,11 @@ from detectors.rules import RulesDetector, parse_rules
 from service.alerts import AlertSender, alert_on_change
 from service.app import GatewayState
 from service.config import ConfigError, load_settings
+from service.console.auth import Reviewer
 from service.detection import ladder_config
 from service.events import shard_of
 from service.flags import read_flag
+from service.review import act_on_key
 from service.scorer import Scorer
 from service.store import connect, event_stream
 from tests.conftest import TEST_SECRET
@@ -297,13 +299,20 @@ async def test_the_gateway_exposes_its_sender_and_flushes_a_reviewer_block_on_st
         await state.alerts.notify({"event": "flag", "key_id": "00aa11bb22cc33dd"})  # not subscribed
         await state.alerts.notify({"event": "manual_block", "key_id": "00aa11bb22cc33dd", "actor": "alice",
                                    "reason": "confirmed harvesting", "prompt": "never sent", "api_key": "sk-x"})
+        await act_on_key(state.store.client, state.settings, Reviewer("bob", "reviewer"), "11bb22cc33dd44ee",
+                         "block", reason="same template as lk-0123456789", alerts=state.alerts)
+        await act_on_key(state.store.client, state.settings, Reviewer("bob", "reviewer"), "11bb22cc33dd44ee",
+                         "note", note="not an alert", alerts=state.alerts)
         await state.stop()
-    [(headers, body)] = receiver.received
+    [(headers, body), (_, reviewer_body)] = receiver.received
     alert = json.loads(body)
     assert headers["X-Distillguard-Event"] == "manual_block"
     assert (alert["action"], alert["actor"], alert["reason"], alert["detector"]) == \
         ("block", "alice", "confirmed harvesting", "reviewer")
     assert "prompt" not in alert and "api_key" not in alert and b"sk-x" not in body
+    console_block = json.loads(reviewer_body)
+    assert (console_block["event"], console_block["key_id"], console_block["actor"]) == \
+        ("manual_block", "11bb22cc33dd44ee", "bob")
 
 
 async def test_a_flagged_cluster_alerts_once_while_each_enforced_member_alerts(redis_url):
