@@ -69,15 +69,19 @@ async def queue_page(request: Request, reviewer: Viewer):
     client = _client(request)
     query = QueueQuery.from_params(request.query_params)
     page = await flag_queue(client, query)
-    reviews = await review_statuses(client, [flag["key_id"] for flag in page.flags])
-    rows = [queue_row(flag, reviews.get(flag["key_id"])) for flag in page.flags]
+    key_ids = [flag["key_id"] for flag in page.flags]
+    reviews, decisions = await asyncio.gather(review_statuses(client, key_ids),
+                                              asyncio.gather(*(get_decision(client, key) for key in key_ids)))
+    rows = [queue_row(flag, reviews.get(flag["key_id"]), decision) for flag, decision in zip(page.flags, decisions)]
     return render(request, "queue.html", query=query, page=page, rows=rows, sorts=SORTS, actions=ACTIONS,
                   detectors=DETECTORS, prev_query=urlencode(query.params(page=page.page - 1)),
                   next_query=urlencode(query.params(page=page.page + 1)), fmt=Formats)
 
 
-def queue_row(flag: dict, review: dict | None) -> dict:
+def queue_row(flag: dict, review: dict | None, decision) -> dict:
+    """One row; `enforced` is what the gateway does now, which a reviewer may have changed."""
     return {
+        "enforced": decision.action,
         "key_id": flag["key_id"],
         "action": "cleared" if flag.get("status") == "cleared" else flag.get("action", ""),
         "score": flag.get("score") or 0.0,
