@@ -60,6 +60,11 @@ def _settings(request: Request):
     return request.app.state.gateway.settings
 
 
+def _alerts(request: Request):
+    """The webhook sender (service/alerts.py), so a reviewer's block alerts like the API's."""
+    return getattr(request.app.state.gateway, "alerts", None)
+
+
 # --- the queue -------------------------------------------------------------------------------
 
 
@@ -134,7 +139,7 @@ async def act_on_key_page(request: Request, key_id: str):
     try:
         await act_on_key(_client(request), _settings(request), reviewer, key_id, form["action"],
                          reason=form["reason"], expires_in=form["expires_in"] or None, tier=form["tier"] or None,
-                         note=form["note"] or None)
+                         note=form["note"] or None, alerts=_alerts(request))
     except (ValueError, GatewayError) as exc:
         context = await key_context(request, key_id)
         return render(request, "key.html", status_code=400, error=_message(exc), **context)
@@ -203,7 +208,7 @@ async def act_on_cluster_page(request: Request, cluster_id: str):
     try:
         await act_on_cluster(_client(request), _settings(request), reviewer, cluster_id, form["action"],
                              reason=form["reason"], expires_in=form["expires_in"] or None,
-                             tier=form["tier"] or None, note=form["note"] or None)
+                             tier=form["tier"] or None, note=form["note"] or None, alerts=_alerts(request))
     except (ValueError, GatewayError) as exc:
         context = await cluster_context(request, cluster_id)
         if context is None:
