@@ -32,11 +32,13 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "logprobs_share": +1, "top_logprobs_mean": +1, "multi_choice_share": +1,
     "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
-    "task_generation_share": +1,
+    "task_generation_share": +1, "public_eval_share": 0,
 }
-# Volume and timing alone never justify a flag: honest automation shares them.
+# Volume and timing alone never justify a flag: honest automation shares them. Running a
+# public benchmark is not evidence of harvesting either.
 CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
     "requests_last_hour", "interarrival_cv", "hours_active_24", "rate_limited_share", "error_rate",
+    "public_eval_share",
 }
 
 

@@ -36,15 +36,18 @@ DEFAULT_RULES: dict[str, dict] = {
     "broad_capability_harvest": {
         "description": "many different single-turn tasks, each a short instruction for a long sampled answer",
         "min_requests": 40,
-        # Evaluations pin temperature 0 for reproducibility; harvesting samples answers.
+        # Evaluations pin temperature 0 for reproducibility, or send public benchmark questions
+        # word for word (detectors/public_evals.py); harvesting samples answers to its own tasks.
         "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
-                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
+                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
+                 "public_eval_share <= 0.5"],
     },
     "templated_instruction_harvest": {
         "description": "a fixed instruction wrapper around ever-new short tasks, each for a long sampled answer",
         "min_requests": 40,
         "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
-                 "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5"],
+                 "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
+                 "public_eval_share <= 0.5"],
     },
     "synthetic_task_generation": {
         "description": "the model asked, again and again, to invent new tasks or instructions (self-instruct data)",

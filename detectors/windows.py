@@ -12,6 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from .features import RequestFeatures
+from .public_evals import is_public_eval
 
 WINDOW_SIZE = 200
 BANDS = 4  # SimHash split into 4 bands of 16 bits: Hamming distance <= 3 shares a band.
@@ -43,6 +44,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "error_rate",
     "rate_limited_share",
     "task_generation_share",
+    "public_eval_share",
 )
 
 
@@ -193,6 +195,7 @@ class KeyWindow:
         sums["error"] += sign * slot.error
         sums["rate_limited"] += sign * slot.rate_limited
         sums["task_generation"] += sign * slot.task_generation
+        sums["public_eval"] += sign * is_public_eval(slot.user_hash)
 
     def _count_time(self, ts: float) -> None:
         minute = int(ts // 60)
@@ -249,6 +252,7 @@ class KeyWindow:
             sums["error"] / n,
             sums["rate_limited"] / n,
             sums["task_generation"] / n,
+            sums["public_eval"] / n,
         ]
 
     def to_dict(self) -> dict:

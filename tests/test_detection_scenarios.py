@@ -24,6 +24,8 @@ ATTACKS = {
 HONEST = {
     "heavy_developer": 6, "support_chatbot": 2, "rag_service": 2, "batch_document_job": 2,
     "benchmark_run": 3, "office_nat": 12, "casual_user": 20,
+    # Teams running a public benchmark with sampling on: the shape of a capability harvest.
+    "benchmark_team": 6,
 }
 # Keep the test quick: fast scenarios run at the low end of their rates.
 PARAMS = {

@@ -44,6 +44,7 @@ BENIGN = {
     "error_rate": (0.02, 0.02, 0, 1),
     "rate_limited_share": (0.005, 0.005, 0, 1),
     "task_generation_share": (0.002, 0.002, 0, 1),
+    "public_eval_share": (0.01, 0.01, 0, 1),
 }
 assert tuple(BENIGN) == FEATURE_NAMES
 

@@ -146,3 +146,19 @@ def test_the_default_task_generation_rule_fires_on_a_self_instruct_generation_lo
 def test_a_person_asking_for_task_lists_now_and_then_fires_no_rule():
     occasional = {**SELF_INSTRUCT_GENERATION, "task_generation_share": 0.1, "single_turn_share": 0.6}
     assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**occasional), requests_seen=500).flagged
+
+
+SAMPLED_QA = dict(single_turn_share=1.0, unique_prompt_share=1.0, template_diversity=0.9,
+                  completion_to_prompt_ratio=8.0, completion_tokens_log_mean=6.6, max_tokens_log_mean=7.6,
+                  greedy_share=0.0)
+
+
+def test_many_sampled_long_answers_to_own_tasks_fire_the_capability_rules():
+    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**SAMPLED_QA, public_eval_share=0.0),
+                                                              requests_seen=40)
+    assert {reason.name for reason in verdict.reasons} == {"broad_capability_harvest", "templated_instruction_harvest"}
+
+
+def test_the_same_shape_over_public_benchmark_questions_is_an_evaluation_and_fires_no_rule():
+    benchmark = window(**SAMPLED_QA, public_eval_share=0.9)
+    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(benchmark, requests_seen=500).flagged

@@ -278,3 +278,15 @@ def test_checkpoint_size_stays_bounded_however_many_requests_a_key_sends():
     after_ten_thousand = len(json.dumps(window.to_dict()))
     assert after_ten_thousand <= 1.05 * after_thousand
     assert after_ten_thousand < 64_000
+
+
+def test_public_eval_share_counts_prompts_of_public_benchmarks_word_for_word():
+    from traffic.prompts import benchmark
+
+    questions = [turns[0] for turns in benchmark("mt_bench")][:6]
+    own = ["Write a limerick about a tax auditor named Fred.", "Summarise the plot of a novel nobody wrote."]
+    bodies = [chat(text) for text in questions] + [chat(text) for text in own]
+    bodies.append(chat("  " + questions[0].upper() + "  "))  # case and outer whitespace do not matter
+    bodies.append(chat("Answer carefully: " + questions[1]))  # wrapped: not the public prompt any more
+    window = window_over([features_of(body, START + i) for i, body in enumerate(bodies)])
+    assert window.feature_map()["public_eval_share"] == pytest.approx(7 / 10)
