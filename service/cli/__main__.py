@@ -1,0 +1,5 @@
+"""`python -m service.cli`: the same as the `distillguard` command."""
+
+from . import main
+
+main()
