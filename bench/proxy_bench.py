@@ -319,13 +319,13 @@ def distillguard_command(override: str | None) -> tuple[list[str] | None, str]:
     exe = shutil.which("distillguard")
     if exe:
         return [exe], exe
-    if (ROOT / "service" / "cli.py").exists():
+    if (ROOT / "service" / "cli" / "__init__.py").exists():
         probe = subprocess.run([sys.executable, "-c", "import service.cli, service.app"], cwd=ROOT,
                                env=child_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True)
         if probe.returncode == 0:
             return [sys.executable, "-m", "service.cli"], f"{sys.executable} -m service.cli (CLI not installed)"
         return None, f"`distillguard` not on PATH and service.cli not importable: {probe.stderr.strip()[-300:]}"
-    return None, "`distillguard` not on PATH (pip install -e .) and no service/cli.py"
+    return None, "`distillguard` not on PATH (pip install -e .) and no service/cli/"
 
 
 class Distillguard(Target):

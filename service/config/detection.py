@@ -1,0 +1,87 @@
+"""Detection settings: rules, forest, ladder and cross-key linkage."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
+
+from .base import StrictModel, parse_duration
+
+
+class LadderSettings(StrictModel):
+    """How detector verdicts become actions (see detectors/ladder.py)."""
+
+    throttle_after: int = Field(default=3, ge=0)
+    block_after: int = Field(default=0, ge=0)
+    release_after: int = Field(default=10, ge=1)
+    clear_below: float = Field(default=0.3, ge=0, le=1)
+    action_ttl: float = 86400.0
+    throttle_tier: str = "throttled"
+    shadow: bool = False
+    allowlist: list[str] = Field(default_factory=list)
+
+    _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class LinkageSettings(StrictModel):
+    """Cross-key linkage in the scorer (service/linkage.py, detectors/linkage/, docs/detection.md)."""
+
+    enabled: bool = True
+    # One clustering pass per this period, in one scorer at a time.
+    every_s: float = 300.0
+    # Keys active this recently take part in a pass.
+    window_s: float = 86400.0
+    # How long a key's signature outlives its last event in Redis.
+    signature_ttl: float = 172800.0
+    # Clusters kept for review per pass (flagged first, then the largest).
+    clusters_kept: int = Field(default=500, ge=1, le=2000)
+    # The detector's main thresholds (detectors/linkage/config.py says why each default).
+    min_requests: int = Field(default=5, ge=1)
+    min_members: int = Field(default=5, ge=2)
+    edge_min: float = Field(default=1.2, gt=0)
+    harvest_min: float = Field(default=0.6, ge=0, le=1)
+    coordination_min: float = Field(default=0.5, ge=0, le=1)
+
+    _parse_durations = field_validator("every_s", "window_s", "signature_ttl", mode="before")(
+        lambda cls, v: parse_duration(v)
+    )
+
+    @model_validator(mode="after")
+    def _periods_fit(self) -> LinkageSettings:
+        if self.every_s < 1:
+            raise ValueError(f"every_s must be at least 1s, got {self.every_s:g}s")
+        if self.every_s >= self.window_s:
+            raise ValueError(f"every_s ({self.every_s:g}s) must be shorter than window_s ({self.window_s:g}s)")
+        if self.signature_ttl < self.window_s:
+            raise ValueError(f"signature_ttl ({self.signature_ttl:g}s) must be at least window_s ({self.window_s:g}s)")
+        return self
+
+
+class DetectionConfig(StrictModel):
+    enabled: bool = True
+    streams: int = Field(default=8, ge=1, le=1024)
+    stream_maxlen: int = Field(default=200_000, ge=1000)
+    model_path: str | None = None
+    iforest_min_requests: int = Field(default=20, ge=1)
+    rules: dict[str, dict] = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    flags_kept: int = Field(default=100_000, ge=100)
+    # With Redis, `distillguard scorer` processes consume the streams; this also runs one
+    # inside each gateway worker. Without Redis (embedded store) the gateway always does.
+    embedded_scorer: bool = False
+    # How long a scorer's claim on a stream shard outlives it: a killed scorer's shards
+    # move to the others after about this long.
+    scorer_lease: float = 10.0
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+
+    _parse_lease = field_validator("scorer_lease", mode="before")(lambda cls, v: parse_duration(v))
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_parse(cls, rules: dict[str, dict]) -> dict[str, dict]:
+        try:
+            parse_rules(rules)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        return rules
