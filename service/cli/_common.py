@@ -6,12 +6,7 @@ import argparse
 import os
 import sys
 
-from ..config import (
-    CONFIG_PATH_ENV,
-    ConfigError,
-    Settings,
-    load_settings,
-)
+from ..config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
 
 
 def settings_from(args: argparse.Namespace, **extra) -> Settings:

@@ -8,10 +8,7 @@ import contextlib
 import os
 import sys
 
-from ..config import (
-    Settings,
-    parse_duration,
-)
+from ..config import Settings, parse_duration
 from ._common import settings_from
 
 
