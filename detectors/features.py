@@ -75,6 +75,7 @@ class RequestFeatures:
     latency_ms: float
     header_order: str = ""
     task_generation_marker: bool = False
+    previous_user_hash: str = ""
 
 
 @dataclass(slots=True)
@@ -301,6 +302,9 @@ def request_features(
     body = body if isinstance(body, Mapping) else {}
     prompt = _prompt(body)
     user_text = prompt.user[-1] if prompt.user else ""
+    # The user turn before the newest: a chat client resends it as history, so the window can
+    # tell a conversation that continues from a made-up one (windows.py: standalone_share).
+    previous_user_text = prompt.user[-2] if len(prompt.user) >= 2 else ""
     template_fp, template_head = template_fingerprint(fingerprint_window(user_text)) if user_text else (0, 0)
     system_text = "\n".join(prompt.system)
     # What this request asks: the system prompt and the newest user turn. Earlier turns were
@@ -345,6 +349,7 @@ def request_features(
         latency_ms=float(latency_ms),
         header_order=header_order(headers, salt),
         task_generation_marker=task_generation_marker,
+        previous_user_hash=duplicate_hash(previous_user_text.lower()) if previous_user_text else "",
     )
 
 

@@ -32,7 +32,7 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "logprobs_share": +1, "top_logprobs_mean": +1, "multi_choice_share": +1,
     "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
-    "task_generation_share": +1, "public_eval_share": 0,
+    "task_generation_share": +1, "public_eval_share": 0, "standalone_share": +1,
 }
 # Volume and timing alone never justify a flag: honest automation shares them. Running a
 # public benchmark is not evidence of harvesting either.
@@ -42,10 +42,11 @@ CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
 }
 
 
-# How long the answers are is mostly the model's doing (reasoning models answer at length
-# to everyone), so the two answer-length features count as one piece of evidence.
-ANSWER_LENGTH = "answer_length"
-ANSWER_LENGTH_FEATURES = frozenset({"completion_tokens_log_mean", "completion_to_prompt_ratio"})
+# Features that say one thing count as one piece of evidence: how long the answers are is
+# mostly the model's doing (reasoning models answer at length to everyone), and a request
+# with no history is one whose history does not continue a conversation.
+EVIDENCE_GROUP = {"completion_tokens_log_mean": "answer_length", "completion_to_prompt_ratio": "answer_length",
+                  "single_turn_share": "turns", "standalone_share": "turns"}
 GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
 
 
@@ -150,7 +151,7 @@ class ForestModel:
                 continue
             low, high = reason.benign_range
             if (direction > 0 and reason.value > high) or (direction < 0 and reason.value < low):
-                evidence.add(ANSWER_LENGTH if reason.feature in ANSWER_LENGTH_FEATURES else reason.feature)
+                evidence.add(EVIDENCE_GROUP.get(reason.feature, reason.feature))
         return len(evidence) >= 2
 
     def save(self, path: str | Path) -> Path:

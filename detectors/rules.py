@@ -38,14 +38,16 @@ DEFAULT_RULES: dict[str, dict] = {
         "min_requests": 40,
         # Evaluations pin temperature 0 for reproducibility, or send public benchmark questions
         # word for word (detectors/public_evals.py); harvesting samples answers to its own tasks.
-        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
+        # Standalone: no history, or history that continues none of the key's conversations
+        # (a made-up opening exchange before each task does not make it a chat).
+        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
                  "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
                  "public_eval_share <= 0.5"],
     },
     "templated_instruction_harvest": {
         "description": "a fixed instruction wrapper around ever-new short tasks, each for a long sampled answer",
         "min_requests": 40,
-        "when": ["single_turn_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
+        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
                  "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
                  "public_eval_share <= 0.5"],
     },

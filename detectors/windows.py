@@ -45,6 +45,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "rate_limited_share",
     "task_generation_share",
     "public_eval_share",
+    "standalone_share",
 )
 
 
@@ -73,6 +74,7 @@ class _Slot:
     error: bool
     rate_limited: bool
     task_generation: bool = False
+    continued: bool = False
 
 
 def _bump(counter: Counter, item, sign: int) -> None:
@@ -154,6 +156,9 @@ class KeyWindow:
             error=event.status >= 400 and event.status != 429,
             rate_limited=event.status == 429,
             task_generation=event.task_generation_marker,
+            # Its previous user turn was this key's newest turn earlier in the window: the
+            # next turn of a real conversation, not history made up around a new task.
+            continued=bool(event.previous_user_hash) and event.previous_user_hash in self._prompts,
         )
         self._add(slot, +1)
         self.slots.append(slot)
@@ -196,6 +201,7 @@ class KeyWindow:
         sums["rate_limited"] += sign * slot.rate_limited
         sums["task_generation"] += sign * slot.task_generation
         sums["public_eval"] += sign * is_public_eval(slot.user_hash)
+        sums["continued"] += sign * slot.continued
 
     def _count_time(self, ts: float) -> None:
         minute = int(ts // 60)
@@ -253,6 +259,7 @@ class KeyWindow:
             sums["rate_limited"] / n,
             sums["task_generation"] / n,
             sums["public_eval"] / n,
+            1.0 - sums["continued"] / n,
         ]
 
     def to_dict(self) -> dict:
@@ -263,7 +270,8 @@ class KeyWindow:
                 [slot.ts, list(slot.bands), slot.near_duplicate, slot.template_head, slot.user_hash,
                  slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
                  slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
-                 slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited, slot.task_generation]
+                 slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited, slot.task_generation,
+                 slot.continued]
                 for slot in self.slots
             ],
             "requests_seen": self.requests_seen,
@@ -282,7 +290,7 @@ class KeyWindow:
             values = list(stored)
             values[1] = tuple(values[1])
             values[14] = tuple(values[14])
-            slot = _Slot(*values)  # checkpoints from before task_generation read it as False
+            slot = _Slot(*values)  # older checkpoints lack the last fields, which read as False
             window._add(slot, +1)
             window.slots.append(slot)
             if previous is not None:

@@ -19,7 +19,7 @@ SECRET = b"scenario-test-secret"
 
 ATTACKS = {
     "burst_harvester": 3, "low_and_slow": 3, "reasoning_harvester": 3, "logprob_harvester": 3,
-    "topic_sweep": 3, "paraphrase_harvester": 3, "human_timing_harvester": 3,
+    "topic_sweep": 3, "paraphrase_harvester": 3, "human_timing_harvester": 3, "fake_history_harvester": 3,
 }
 HONEST = {
     "heavy_developer": 6, "support_chatbot": 2, "rag_service": 2, "batch_document_job": 2,
@@ -31,6 +31,7 @@ HONEST = {
 PARAMS = {
     "burst_harvester": {"rate_per_s": (0.5, 0.8)},
     "logprob_harvester": {"rate_per_s": (0.5, 0.8)},
+    "fake_history_harvester": {"rate_per_s": (0.1, 0.3)},
     "support_chatbot": {"chats_per_day": (2000.0, 2500.0)},
     "rag_service": {"queries_per_day": (500.0, 800.0)},
 }

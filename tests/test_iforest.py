@@ -45,6 +45,7 @@ BENIGN = {
     "rate_limited_share": (0.005, 0.005, 0, 1),
     "task_generation_share": (0.002, 0.002, 0, 1),
     "public_eval_share": (0.01, 0.01, 0, 1),
+    "standalone_share": (0.6, 0.15, 0, 1),
 }
 assert tuple(BENIGN) == FEATURE_NAMES
 

@@ -148,7 +148,7 @@ def test_a_person_asking_for_task_lists_now_and_then_fires_no_rule():
     assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**occasional), requests_seen=500).flagged
 
 
-SAMPLED_QA = dict(single_turn_share=1.0, unique_prompt_share=1.0, template_diversity=0.9,
+SAMPLED_QA = dict(single_turn_share=1.0, standalone_share=1.0, unique_prompt_share=1.0, template_diversity=0.9,
                   completion_to_prompt_ratio=8.0, completion_tokens_log_mean=6.6, max_tokens_log_mean=7.6,
                   greedy_share=0.0)
 

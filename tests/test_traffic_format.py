@@ -233,3 +233,22 @@ def test_reading_streams_in_constant_memory(tmp_path):
         tracemalloc.stop()
     assert count == 200_000
     assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+EIGHT_FEATURES = {"prompt_chars": 2, "prompt_tokens": 1, "message_count": 1, "system_hash": "",
+                  "user_hash": "0123456789abcdef", "template_fp": 5, "template_head": 7, "reasoning_marker": False}
+
+
+def test_text_features_added_later_may_be_missing_from_older_files_but_are_checked_when_present(tmp_path):
+    path = tmp_path / "traffic.jsonl"
+    write_lines(path, [line_with(features=EIGHT_FEATURES),
+                       line_with(features={**EIGHT_FEATURES, "task_generation_marker": True,
+                                           "previous_user_hash": "fedcba9876543210"})])
+    older, newer = read_traffic(path, key_id_of)
+    assert "previous_user_hash" not in older.features and newer.features["previous_user_hash"] == "fedcba9876543210"
+    write_lines(path, [line_with(features={**EIGHT_FEATURES, "previous_user_hash": "not hex"})])
+    with pytest.raises(TrafficFormatError, match="previous_user_hash"):
+        list(read_traffic(path, key_id_of))
+    write_lines(path, [line_with(features={k: v for k, v in EIGHT_FEATURES.items() if k != "user_hash"})])
+    with pytest.raises(TrafficFormatError, match="missing 'user_hash'"):
+        list(read_traffic(path, key_id_of))

@@ -290,3 +290,20 @@ def test_public_eval_share_counts_prompts_of_public_benchmarks_word_for_word():
     bodies.append(chat("Answer carefully: " + questions[1]))  # wrapped: not the public prompt any more
     window = window_over([features_of(body, START + i) for i, body in enumerate(bodies)])
     assert window.feature_map()["public_eval_share"] == pytest.approx(7 / 10)
+
+
+def test_standalone_share_counts_made_up_history_but_not_a_continuing_chat():
+    def turns(*texts: str) -> dict:
+        roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(texts))]
+        return {"model": "gpt-4o-mini", "max_tokens": 512,
+                "messages": [{"role": role, "content": text} for role, text in zip(roles, texts)]}
+
+    chat_turns = [turns("How do tides work?"),
+                  turns("How do tides work?", "The moon...", "Why two a day?"),
+                  turns("How do tides work?", "The moon...", "Why two a day?", "Because...", "And spring tides?")]
+    made_up = [turns("Hi! I have a question.", "Sure, what is it?", task) for task in
+               ("Write an essay on bridges.", "Explain compilers in depth.", "Describe the history of tea.")]
+    window = window_over([features_of(body, START + i) for i, body in enumerate(chat_turns + made_up)])
+    # Continued: the 2nd and 3rd chat turns. Standalone: the chat's opening and all three made-up ones.
+    assert window.feature_map()["standalone_share"] == pytest.approx(4 / 6)
+    assert window.feature_map()["single_turn_share"] == pytest.approx(1 / 6)

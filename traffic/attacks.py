@@ -14,7 +14,7 @@ from itertools import islice
 
 from . import prompts
 from . import vocabulary as words
-from .records import CHAT_MODELS, REASONING_MODELS, SCRIPT_AGENTS, Client, chat_body, documentation_ip, user
+from .records import CHAT_MODELS, REASONING_MODELS, SCRIPT_AGENTS, Client, assistant, chat_body, documentation_ip, user
 from .timing import human_gap, next_opening, poisson_arrivals, regular_arrivals
 
 
@@ -189,3 +189,31 @@ def human_timing_harvester(
         woke = next_opening(ts, offset, wake, sleep)
         ts = woke if woke == ts else woke + rng.uniform(0, 1800)
 
+
+
+# Short made-up exchanges a harvester puts before each task so that every request looks like
+# the next turn of a chat (the earlier turns were never sent on their own).
+PRIMING = (
+    ("Hi! I have a question for you.", "Of course, I'd be happy to help. What would you like to know?"),
+    ("Can you help me with something?", "Sure! What do you need help with?"),
+    ("hello", "Hello! How can I assist you today?"),
+    ("I'm working on a project and need some help.", "I'd be glad to help with your project. What's it about?"),
+    ("Quick question", "Go ahead, what's your question?"),
+)
+
+
+def fake_history_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
+    """Single-turn harvesting dressed as chat: each task sent after a made-up opening exchange,
+    so no request is single-turn, though no conversation ever continues."""
+    client, style = _script(rng, key), _style(rng)
+    rate = rng.uniform(*params["rate_per_s"])
+    openings = rng.sample(PRIMING, rng.randint(1, len(PRIMING)))
+    arrivals = regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.02, 0.3))
+    for ts in islice(arrivals, _job(rng, params)):
+        opening, reply = rng.choice(openings)
+        messages = [user(opening), assistant(reply), user(prompts.harvest_prompt(rng, style["wrapper"]))]
+        body = chat_body(style["model"], messages, max_tokens=style["max_tokens"], temperature=style["temperature"],
+                         n=style["n"])
+        yield client.request(rng, ts, body, int(rng.triangular(300, 1500, 700)))

@@ -35,7 +35,10 @@ USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 TEXT_FEATURES = {
     "prompt_chars": "count", "prompt_tokens": "count", "message_count": "count", "system_hash": "hash",
     "user_hash": "hash", "template_fp": "u64", "template_head": "u32", "reasoning_marker": "bool",
+    "task_generation_marker": "bool", "previous_user_hash": "hash",
 }
+# Added after the first eight: a file without them still reads (as False and "").
+OPTIONAL_TEXT_FEATURES = frozenset({"task_generation_marker", "previous_user_hash"})
 _FEATURE_LIMITS = {"count": 2**31, "u64": 2**64, "u32": 2**32}
 _FEATURE_KINDS = {
     "count": "an integer 0 to 2**31-1", "u64": "an integer 0 to 2**64-1", "u32": "an integer 0 to 2**32-1",
@@ -315,12 +318,14 @@ def _usage(value: object) -> dict:
 def _features(value: object) -> dict:
     if type(value) is not dict:
         raise _Invalid("features", "must be an object of text features")
-    if value.keys() != TEXT_FEATURES.keys():
+    missing = TEXT_FEATURES.keys() - value.keys() - OPTIONAL_TEXT_FEATURES
+    if missing or not value.keys() <= TEXT_FEATURES.keys():
         unknown = sorted(value.keys() - TEXT_FEATURES.keys())
-        problem = f"unknown feature {unknown[0]!r}" if unknown else (
-            f"missing {sorted(TEXT_FEATURES.keys() - value.keys())[0]!r}")
+        problem = f"unknown feature {unknown[0]!r}" if unknown else f"missing {sorted(missing)[0]!r}"
         raise _Invalid("features", problem)
     for name, kind in TEXT_FEATURES.items():
+        if name not in value:
+            continue
         item = value[name]
         if kind == "bool":
             good = type(item) is bool
