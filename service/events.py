@@ -71,7 +71,7 @@ class EventSink:
 
     def listen(self, exchange: Exchange) -> None:
         """The proxy's `on_finished` listener: cheap, synchronous, never raises to the caller."""
-        features = exchange_features(exchange, self.salt)
+        features = exchange.features = exchange_features(exchange, self.salt)
         try:
             self.queue.put_nowait((shard_of(features.key_id, self.streams), to_fields(features)))
         except asyncio.QueueFull:

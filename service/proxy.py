@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from yarl import URL
 
+from detectors.features import RequestFeatures
+
 from . import metrics
 from .config import Settings
 from .errors import (
@@ -87,6 +89,8 @@ class Exchange:
     strip_usage: bool = False
     accountant: StreamAccountant | None = None
     admission: Admission | None = field(default=None, repr=False)
+    # Detection's features of this request, once its listener ran (recording reuses them).
+    features: RequestFeatures | None = field(default=None, repr=False)
 
 
 class Proxy:

@@ -90,6 +90,7 @@ class Recorder:
                 exchange.path, exchange.headers, request, exchange.strip_usage, exchange.status,
                 max(exchange.finished - exchange.started, 0.0) * 1000,
                 (max(usage.prompt_tokens, 0), max(usage.completion_tokens, 0)) if usage else None, size,
+                exchange.features if self.config.bodies == "features" else None,
             ))
             self._waiting_bytes += size
         except Exception:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from ipaddress import ip_address
 from typing import NamedTuple
 
-from detectors.features import request_features
+from detectors.features import RequestFeatures, request_features
 from traffic.format import TEXT_FEATURES
 
 UNKNOWN_ADDRESS = "0.0.0.0"  # no client address (a unix socket): the format requires one
@@ -43,6 +43,7 @@ class Finished(NamedTuple):
     latency_ms: float
     usage: tuple[int, int] | None
     size: int
+    features: RequestFeatures | None = None  # detection's, when its listener ran first
 
 
 class HeaderNames(NamedTuple):
@@ -83,7 +84,8 @@ def traffic_record(finished: Finished, bodies: str, kept_headers: HeaderNames) -
     if finished.usage is not None:
         usage = record["usage"] = {"prompt_tokens": finished.usage[0], "completion_tokens": finished.usage[1]}
     if bodies == "features" and request is not None:
-        record["features"] = text_features(request, finished.path, usage)
+        record["features"] = (text_features(request, finished.path, usage) if finished.features is None
+                              else {name: getattr(finished.features, name) for name in TEXT_FEATURES})
     return record
 
 
