@@ -35,7 +35,7 @@ from detectors.features import RequestFeatures  # noqa: E402
 from detectors.linkage import MAX_BYTES, KeySignature, LinkageDetector  # noqa: E402
 from detectors.linkage.typical import TYPICAL_BITS  # noqa: E402
 from detectors.windows import KeyWindow  # noqa: E402
-from service.offline import record_features  # noqa: E402
+from service.offline.scoring import record_features  # noqa: E402
 from traffic.format import TrafficRecord  # noqa: E402
 from traffic.scenarios import DEFAULT_START_TS, benign_mix, generate  # noqa: E402
 

@@ -37,15 +37,15 @@ from bench_scorer import drained, fill
 from detectors.features import RequestFeatures
 from detectors.linkage import KeySignature
 from service.config import Settings
-from service.linkage import (
+from service.scoring.linkage import (
     LINK_SHARDS,
     active_key,
     link_shard,
     read_clusters,
     signature_key,
 )
-from service.linkage_pass import LinkagePass
-from service.scorer import Scorer
+from service.scoring.linkage_pass import LinkagePass
+from service.scoring.scorer import Scorer
 from service.store import connect
 from tests.support.processes import start_redis
 

@@ -6,7 +6,7 @@ honest scenario plus a few keys of every attack scenario (the mix is in MIX belo
 
 1. `distillguard score FILE` end to end, as a subprocess: interpreter start, imports, model
    load, reading and validating every line, features, windows, detectors, ladder, summary;
-2. in process, `service.offline.score_records` with the default pipeline (the shipped
+2. in process, `service.offline.scoring.score_records` with the default pipeline (the shipped
    rules and the shipped isolation forest, as `distillguard score` builds it), preceded by
    two partial passes over the same file that show where the time goes: reading and
    validating only, then reading plus per-request features.
@@ -32,9 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.config import Settings  # noqa: E402
-from service.detection import build_pipeline  # noqa: E402
 from service.keys import KeyHasher  # noqa: E402
-from service.offline import record_features, score_records  # noqa: E402
+from service.offline.scoring import record_features, score_records  # noqa: E402
+from service.scoring.detection import build_pipeline  # noqa: E402
 from traffic.format import TrafficWriter, read_traffic  # noqa: E402
 from traffic.scenarios import SCENARIOS, generate  # noqa: E402
 

@@ -157,8 +157,8 @@ def micro(records: int, repeats: int) -> dict:
     from detectors.features import request_features
     from service.config import RecordingConfig
     from service.proxy import Exchange
-    from service.recording import Recorder
-    from service.recording_lines import HeaderNames, encode_line, traffic_record
+    from service.recording.lines import HeaderNames, encode_line, traffic_record
+    from service.recording.recorder import Recorder
     from service.usage import Usage
 
     bodies = [json.loads(line) for line in pb.MIX.read_text().splitlines() if line.strip()]

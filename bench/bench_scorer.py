@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectors.pipeline import Pipeline  # noqa: E402
 from detectors.rules import RulesDetector, parse_rules  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.detection import build_pipeline, ladder_config  # noqa: E402
 from service.events import shard_of  # noqa: E402
-from service.scorer import Scorer  # noqa: E402
+from service.scoring.detection import build_pipeline, ladder_config  # noqa: E402
+from service.scoring.scorer import Scorer  # noqa: E402
 from service.store import EVENT_GROUP, connect, event_stream  # noqa: E402
 from tests.support.processes import start_redis  # noqa: E402
 from tests.support.traffic import chat_request, event_fields, harvest_request, key_id  # noqa: E402

@@ -1,6 +1,6 @@
 """The admin API for reviewers: flags, linked-key clusters, everything the scorer knows
 about one key, labels; and the actions (block, throttle, unblock, dismiss, note) that role
-`reviewer` may take on a key or a cluster (service/review.py).
+`reviewer` may take on a key or a cluster (service/review/actions.py).
 
 Every route needs `Authorization: Bearer <token>` of a configured reviewer (or the legacy
 `admin_token`), checked by `console.auth.api_viewer` in constant time. With neither
@@ -21,12 +21,12 @@ from detectors.windows import FEATURE_NAMES
 
 from .console.auth import Reviewer, api_reviewer, api_viewer
 from .decisions import get_decision
-from .detection import load_state, recent_events
 from .errors import NotFound
-from .flags import read_flag, read_flags
-from .labels import read_label, read_labels
-from .linkage import key_cluster, read_cluster, read_clusters, read_passes
-from .review import act_on_cluster, act_on_key, review_status
+from .review.actions import act_on_cluster, act_on_key, review_status
+from .review.labels import read_label, read_labels
+from .scoring.detection import load_state, recent_events
+from .scoring.flags import read_flag, read_flags
+from .scoring.linkage import key_cluster, read_cluster, read_clusters, read_passes
 
 KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 CLUSTER_ID = re.compile(r"^lk-[0-9a-f]{1,32}$")

@@ -18,16 +18,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import admin, console, metrics
-from .alerts import AlertSender, public_url_of
 from .config import Settings, load_settings
 from .errors import GatewayError, error_body
 from .events import EventSink
 from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
-from .prompt_samples import PromptSamples
 from .proxy import Proxy
-from .recording import Recorder
-from .scorer import Scorer, default_name
+from .recording import PromptSamples, Recorder
+from .review.alerts import AlertSender, public_url_of
+from .scoring.scorer import Scorer, default_name
 from .store import Store, connect
 
 log = logging.getLogger("distillguard.app")

@@ -88,7 +88,7 @@ SCORER_BATCH = Histogram(
     "distillguard_scorer_batch_seconds", "Time to score, apply and checkpoint one batch of events.",
     buckets=_FAST_BUCKETS[3:] + (2.5, 5.0),
 )
-# Linkage: the periodic clustering pass over every active key (service/linkage.py).
+# Linkage: the periodic clustering pass over every active key (service/scoring/linkage.py).
 LINKAGE_PASSES = Counter("distillguard_linkage_passes_total", "Clustering passes finished by this process.")
 LINKAGE_PASS_SECONDS = Histogram(
     "distillguard_linkage_pass_seconds", "Time of one clustering pass: read signatures, cluster, store, publish.",
@@ -106,7 +106,7 @@ LINKAGE_PASS_ERRORS = Counter(
     "distillguard_linkage_pass_errors_total", "Clustering passes (or lease calls) that failed, by stage.", ["stage"]
 )
 
-# Recording: finished requests appended to traffic files (service/recording.py).
+# Recording: finished requests appended to traffic files (service/recording/recorder.py).
 RECORDING_RECORDS = Counter("distillguard_recording_records_total", "Requests written to traffic files.")
 RECORDING_BYTES = Counter("distillguard_recording_written_bytes_total", "Bytes written to traffic files (after gzip).")
 RECORDING_DROPPED = Counter(
@@ -119,7 +119,7 @@ RECORDING_FILES = Counter(
     "distillguard_recording_files_total", "Traffic files started, by why the previous one ended.", ["reason"]
 )
 
-# The review console and audit trail (service/console/, service/audit.py).
+# The review console and audit trail (service/console/, service/review/audit.py).
 AUDIT_ERRORS = Counter(
     "distillguard_audit_errors_total",
     "Audit entries that could not be written, by who was writing (scorer, console); the action itself went on.",
@@ -130,7 +130,7 @@ SIGN_INS = Counter(
     ["outcome"],
 )
 
-# Alerts: flags and blocks POSTed to webhooks (service/alerts.py); `webhook` is its name or index, never its URL.
+# Alerts: flags and blocks POSTed to webhooks (service/review/alerts.py); `webhook` is its name or index, never its URL.
 ALERTS_SENT = Counter("distillguard_alerts_sent_total", "Alerts a webhook accepted (2xx).", ["webhook"])
 ALERT_FAILURES = Counter(
     "distillguard_alert_failures_total",

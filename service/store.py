@@ -116,7 +116,7 @@ def sign_in_failures_key(client_ip: str) -> str:
     return f"dg:signin:{client_ip}"
 
 
-# Reviewer verdicts (service/review.py). A key's label, review status and dismissal live in
+# Reviewer verdicts (service/review/actions.py). A key's label, review status and dismissal live in
 # its own slot; the index of labelled keys is one sorted set, like the flag index.
 LABEL_INDEX = "dg:labels"
 

@@ -22,15 +22,15 @@ from prometheus_client import REGISTRY
 from detectors.ladder import Change
 from detectors.pipeline import Pipeline
 from detectors.rules import RulesDetector, parse_rules
-from service.alerts import AlertSender, alert_on_change
 from service.app import GatewayState
 from service.config import ConfigError, load_settings
 from service.console.auth import Reviewer
-from service.detection import ladder_config
 from service.events import shard_of
-from service.flags import read_flag
-from service.review import act_on_key
-from service.scorer import Scorer
+from service.review.actions import act_on_key
+from service.review.alerts import AlertSender, alert_on_change
+from service.scoring.detection import ladder_config
+from service.scoring.flags import read_flag
+from service.scoring.scorer import Scorer
 from service.store import connect, event_stream
 from tests.conftest import TEST_SECRET
 from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer

@@ -15,10 +15,10 @@ import redis.asyncio as aioredis
 from detectors.ladder import Change
 from detectors.pipeline import Evaluation
 from service import metrics
-from service.actions import apply_evaluations
-from service.audit import append_audit, audit_quietly, parse_time, read_audit
 from service.cli import main
 from service.decisions import get_decision
+from service.review.audit import append_audit, audit_quietly, parse_time, read_audit
+from service.scoring.actions import apply_evaluations
 from service.store import AUDIT_STREAM, audit_target_key
 from tests.test_console_auth import ALICE, console, form_csrf, settings_for, sign_in
 

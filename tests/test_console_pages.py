@@ -23,10 +23,10 @@ import redis.asyncio as aioredis
 from detectors.base import Reason
 from detectors.ladder import Change
 from detectors.linkage.verdicts import ClusterVerdict
-from service.audit import read_audit
 from service.console.sessions import COOKIE, create_session, load_session
-from service.flags import write_flag
-from service.linkage import CLUSTER_INDEX, cluster_key, compact_json, key_cluster_key
+from service.review.audit import read_audit
+from service.scoring.flags import write_flag
+from service.scoring.linkage import CLUSTER_INDEX, cluster_key, compact_json, key_cluster_key
 from tests.conftest import base_config
 from tests.support.processes import start_gateway, start_redis, start_scorer, wait_until
 from tests.support.traffic import harvest_request, key_id, send

@@ -10,8 +10,8 @@ import hmac
 import pytest
 
 from service.config import load_settings
-from service.detection import build_pipeline
-from service.offline import score_records
+from service.offline.scoring import score_records
+from service.scoring.detection import build_pipeline
 from traffic.format import TrafficRecord, read_traffic
 from traffic.scenarios import generate
 

@@ -14,13 +14,13 @@ import pytest
 
 from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
 from service.config import load_settings
-from service.evaluation import (
+from service.offline.evaluation import (
     EVALUATION_SECRET, Plan, command_line, goals, honest_part, in_training, nearest_rule, pipeline_with, population,
     score_population, simulate, threshold_sweep,
 )
-from service.offline import score_records, train_forest
-from service.offline_linkage import linkage_run
-from service.report_html import render
+from service.offline.linkage import linkage_run
+from service.offline.report_html import render
+from service.offline.scoring import score_records, train_forest
 from traffic.scenarios import attack_mix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +188,7 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch, with_linkage):
     evaluated (and, without linkage, scored). Every key's first flag, time to detect and
     highest score must be as without it. Small batches let keys settle early in this short
     run (decisions never depend on them)."""
-    monkeypatch.setattr("service.offline.BATCH", 16)
+    monkeypatch.setattr("service.offline.scoring.BATCH", 16)
     plan = Plan(benign=60, attacks_per_scenario=1, hours=4, seed=3, param_items=tuple(
         f"{name}.rate_per_s=0.1,0.15" for name in ("burst_harvester", "logprob_harvester", "topic_sweep",
                                                     "reasoning_harvester", "paraphrase_harvester")))

@@ -22,8 +22,8 @@ from detectors.linkage.config import WEIGHTS
 from detectors.linkage.index import LinkageIndex
 from detectors.linkage.population import build_population
 from detectors.linkage.typical import TYPICAL_BITS
-from service.offline import record_features, score_records
-from service.offline_linkage import LinkageRun
+from service.offline.linkage import LinkageRun
+from service.offline.scoring import record_features, score_records
 from traffic.format import TrafficRecord
 from traffic.scenarios import DEFAULT_START_TS, generate
 from traffic.shared_honest import headers_of
@@ -221,7 +221,7 @@ def test_a_flagged_member_is_told_which_cluster_and_what_joined_it():
 
 def test_per_key_detection_alone_misses_a_network_that_linkage_flags_through_the_ladder():
     from service.config import load_settings
-    from service.detection import build_pipeline
+    from service.scoring.detection import build_pipeline
 
     mix, params = {"hydra": 20, "casual_user": 30}, {"hydra": {"network_size": 20}}
     settings = load_settings(None)

@@ -13,8 +13,8 @@ import httpx
 import redis
 
 from service.config import load_settings
-from service.detection import build_pipeline
-from service.offline import score_records
+from service.offline.scoring import score_records
+from service.scoring.detection import build_pipeline
 from tests.conftest import TEST_SECRET
 from tests.support.processes import wait_until
 from tests.test_scorer import ADMIN_TOKEN, config, drained

@@ -23,10 +23,10 @@ from prometheus_client import REGISTRY
 
 from detectors.features import request_features
 from service.config import ConfigError, RecordingConfig, load_settings
-from service.detection import build_pipeline
-from service.offline import record_features, score_records, train_forest
+from service.offline.scoring import record_features, score_records, train_forest
 from service.proxy import Exchange
-from service.recording import Recorder
+from service.recording.recorder import Recorder
+from service.scoring.detection import build_pipeline
 from service.usage import Usage
 from tests.conftest import TEST_SECRET, base_config
 from tests.support.processes import wait_until

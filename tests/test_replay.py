@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 from aiohttp import web
 
-from service.offline import ScoreReport
+from service.offline.scoring import ScoreReport
 from service.store import decision_key
 from tests.conftest import TEST_SECRET, base_config
 from tests.support.processes import LOOPBACK, free_port, wait_until

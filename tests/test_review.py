@@ -21,13 +21,13 @@ from detectors.base import Reason
 from detectors.linkage.verdicts import ClusterVerdict
 from detectors.pipeline import KeyState
 from service.app import create_app
-from service.audit import read_audit
 from service.config import load_settings
 from service.console.auth import Reviewer
 from service.events import shard_of
-from service.labels import read_labels
-from service.linkage import cluster_key, key_cluster_key
-from service.review import act_on_key, is_dismissed, review_status
+from service.review.actions import act_on_key, is_dismissed, review_status
+from service.review.audit import read_audit
+from service.review.labels import read_labels
+from service.scoring.linkage import cluster_key, key_cluster_key
 from service.store import (
     AUDIT_STREAM,
     LABEL_INDEX,
@@ -192,7 +192,7 @@ async def test_a_block_after_a_dismissal_ends_the_quiet_period(redis_server, red
 
 
 def store_cluster(redis_db, members: list[str]) -> str:
-    """A cluster as the linkage pass stores it (service/linkage_pass.py `_store_clusters`)."""
+    """A cluster as the linkage pass stores it (service/scoring/linkage_pass.py `_store_clusters`)."""
     cluster = ClusterVerdict(
         cluster_id="lk-0123456789", members=tuple(members), score=0.93, flagged=True,
         properties={"requests_24h": 900.0}, evidence={"template": 3}, shared_values=(),

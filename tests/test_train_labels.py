@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from detectors.calibration import calibrate_with_confirmed
-from service.label_training import labelled_windows, train_with_labels
-from service.offline import benign_windows, train_forest
+from service.offline.scoring import benign_windows, train_forest
+from service.review.label_training import labelled_windows, train_with_labels
 from tests.conftest import TEST_SECRET, base_config
 from tests.support.traffic import key_id
 from traffic.format import TrafficWriter, read_traffic

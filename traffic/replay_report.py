@@ -3,7 +3,7 @@ labelled file, how the gateway's flags compare with the labels.
 
 Latency is kept in HDR histograms (the HdrHistogram project's Python port): fixed memory
 whatever the number of requests, 0.1 % value precision, about a microsecond per record. The
-detection part reuses `service.offline.ScoreReport`, so its numbers and shape are those
+detection part reuses `service.offline.scoring.ScoreReport`, so its numbers and shape are those
 of `distillguard score`.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
-from service.offline import KeyOutcome, ScoreReport, format_summary
+from service.offline.scoring import KeyOutcome, ScoreReport, format_summary
 
 LATENCY_RANGE_US = (1, 3_600_000_000)  # 1 µs to 1 h
 FLAGS_PAGE = 10_000  # the admin API's largest `limit`

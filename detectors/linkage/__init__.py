@@ -9,7 +9,7 @@ cluster get a Verdict(detector="linkage") with the cluster's id and evidence, fo
 decision ladder. docs/detection.md ("Linkage: networks of keys that each look clean")
 describes the design and its choices.
 
-In the live scorer (service/linkage.py) every key's signature is stored next to its state
+In the live scorer (service/scoring/linkage.py) every key's signature is stored next to its state
 under its own hash tag, `dg:{<key_id>}:link` (expiring 2 days after its last write), with
 the active keys in 16 sharded sorted sets, so no Redis key holds every key's evidence; one
 scorer at a time (a lease) runs the pass over them in memory. Buckets are rebuilt each pass

@@ -14,8 +14,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     """Fit the isolation forest on the benign keys of a traffic file (and reviewers' labels)."""
     from traffic.format import TrafficFormatError, read_traffic
 
-    from ..label_training import describe, train_command
-    from ..offline import train_forest
+    from ..offline.scoring import train_forest
+    from ..review.label_training import describe, train_command
 
     settings = settings_from(args)
     hasher, secret = hasher_and_secret(settings)
@@ -42,9 +42,9 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     from traffic.format import TrafficFormatError, read_traffic
 
-    from ..detection import build_pipeline
-    from ..offline import format_summary, score_records
-    from ..offline_linkage import linkage_run
+    from ..offline.linkage import linkage_run
+    from ..offline.scoring import format_summary, score_records
+    from ..scoring.detection import build_pipeline
 
     settings = settings_from(args)
     hasher, secret = hasher_and_secret(settings)
@@ -67,7 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Simulate a mixed population, train on part of the honest keys, score the rest: the table."""
     import json
 
-    from ..evaluation import Plan, format_table, run_evaluation
+    from ..offline.evaluation import Plan, format_table, run_evaluation
 
     settings = settings_from(args)
     try:
@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
     if args.html:
-        from ..report_html import render
+        from ..offline.report_html import render
 
         with open(args.html, "w", encoding="utf-8") as handle:
             handle.write(render(result))

@@ -44,13 +44,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_scorer(args: argparse.Namespace) -> None:
-    """The detection worker: consumes the gateway's event streams (see service/scorer.py)."""
+    """The detection worker: consumes the gateway's event streams (see service/scoring/scorer.py)."""
     settings = settings_from(args)
     if settings.redis_url is None:
         sys.exit("distillguard: `scorer` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
     import logging
 
-    from ..scorer import run_scorer
+    from ..scoring.scorer import run_scorer
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -51,7 +51,7 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> None:
         elif args.keys_command == "allow":
             await set_decision(store.client, args.key_id, "allow", set_by=f"cli:{who}")
         if args.keys_command != "show":
-            from ..audit import append_audit
+            from ..review.audit import append_audit
 
             await append_audit(store.client, actor=f"cli:{who}", target=args.key_id,
                                action="unblock" if args.keys_command == "allow" else args.keys_command,
@@ -72,8 +72,8 @@ def cmd_admin_hash_token(args: argparse.Namespace) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    """`audit export`: the audit stream as JSON Lines (see service/audit.py)."""
-    from ..audit import export_command
+    """`audit export`: the audit stream as JSON Lines (see service/review/audit.py)."""
+    from ..review.audit import export_command
 
     settings = settings_from(args)
     try:
@@ -85,8 +85,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    """`labels export`: reviewers' verdicts as JSON Lines (see service/labels.py)."""
-    from ..labels import export_command
+    """`labels export`: reviewers' verdicts as JSON Lines (see service/review/labels.py)."""
+    from ..review.labels import export_command
 
     settings = settings_from(args)
     if settings.redis_url is None:

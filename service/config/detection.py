@@ -25,7 +25,7 @@ class LadderSettings(StrictModel):
 
 
 class LinkageSettings(StrictModel):
-    """Cross-key linkage in the scorer (service/linkage.py, detectors/linkage/, docs/detection.md)."""
+    """Cross-key linkage in the scorer (service/scoring/linkage.py, detectors/linkage/, docs/detection.md)."""
 
     enabled: bool = True
     # One clustering pass per this period, in one scorer at a time.

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from html import escape
 
-from ..activity import Minute
+from ..scoring.activity import Minute
 
 BUCKET_MINUTES = (1, 5, 10, 15, 30, 60)
 MAX_BARS = 120

@@ -18,7 +18,7 @@ from pathlib import Path
 from detectors.iforest import FEATURE_DIRECTIONS
 from detectors.windows import FEATURE_NAMES
 
-from ..detection import DEFAULT_MODEL
+from ..scoring.detection import DEFAULT_MODEL
 
 log = logging.getLogger("distillguard.console")
 

@@ -1,5 +1,5 @@
 """The console's review pages: the flag queue, a key's page, clusters, and the reviewer
-actions posted from them (which go through `service/review.py`, like the admin API's).
+actions posted from them (which go through `service/review/actions.py`, like the admin API's).
 
 Every page is plain server-rendered HTML: GET forms filter, POST forms act and redirect
 back (303) with a short message. Viewers read; only reviewers see the forms, and a POST
@@ -19,15 +19,10 @@ from markupsafe import Markup
 
 from detectors.windows import FEATURE_NAMES
 
-from ..activity import read_activity
-from ..audit import append_audit, read_audit
 from ..decisions import get_decision
-from ..detection import load_state
 from ..errors import GatewayError
-from ..flags import read_flag
-from ..linkage import key_cluster, read_cluster, read_clusters, read_passes
-from ..prompt_samples import read_samples
-from ..review import (
+from ..recording.prompt_samples import read_samples
+from ..review.actions import (
     CLUSTER_ID,
     KEY_ID,
     act_on_cluster,
@@ -35,6 +30,11 @@ from ..review import (
     review_status,
     review_statuses,
 )
+from ..review.audit import append_audit, read_audit
+from ..scoring.activity import read_activity
+from ..scoring.detection import load_state
+from ..scoring.flags import read_flag
+from ..scoring.linkage import key_cluster, read_cluster, read_clusters, read_passes
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons
@@ -61,7 +61,7 @@ def _settings(request: Request):
 
 
 def _alerts(request: Request):
-    """The webhook sender (service/alerts.py), so a reviewer's block alerts like the API's."""
+    """The webhook sender (service/review/alerts.py), so a reviewer's block alerts like the API's."""
     return getattr(request.app.state.gateway, "alerts", None)
 
 

@@ -20,13 +20,13 @@ from detectors.ladder import LadderConfig
 from detectors.pipeline import KeyState, Pipeline
 from detectors.rules import RulesDetector, parse_rules
 
-from . import metrics
-from .config import DetectionConfig, Settings
-from .store import key_state_key, queue_evalsha, recent_events_key
+from .. import metrics
+from ..config import DetectionConfig, Settings
+from ..store import key_state_key, queue_evalsha, recent_events_key
 
 log = logging.getLogger("distillguard.detection")
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 STATE_TTL_SECONDS = 7 * 86400
 RECENT_EVENTS_KEPT = 50
 FEATURE_FIELDS = tuple(field.name for field in fields(RequestFeatures))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from detectors.features import RequestFeatures
 
-from .store import activity_key
+from ..store import activity_key
 
 HOURS_KEPT = 24
 

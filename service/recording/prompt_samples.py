@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 
 from detectors.features import last_user_text
 
-from . import metrics
-from .proxy import Exchange
-from .store import Store, prompt_samples_key
+from .. import metrics
+from ..proxy import Exchange
+from ..store import Store, prompt_samples_key
 
 log = logging.getLogger("distillguard.prompt_samples")
 

@@ -21,7 +21,10 @@ from redis.exceptions import RedisError
 
 from detectors.ladder import Change
 
-from . import metrics
+from .. import metrics
+from ..config import AlertsConfig, WebhookConfig
+from ..scoring.flags import cluster_of
+from ..store import cluster_alerted_key
 from .alert_payloads import (
     Alert,
     change_event,
@@ -29,9 +32,6 @@ from .alert_payloads import (
     shape_event,
     signature_header,
 )
-from .config import AlertsConfig, WebhookConfig
-from .flags import cluster_of
-from .store import cluster_alerted_key
 
 log = logging.getLogger("distillguard.alerts")
 

@@ -20,7 +20,7 @@ from detectors.iforest import ForestModel
 from detectors.pipeline import due_for_evaluation
 from detectors.windows import KeyWindow
 
-from .offline import record_features
+from ..offline.scoring import record_features
 
 MIN_HONEST_WINDOWS = 50
 FPR_FACTOR = 2.0

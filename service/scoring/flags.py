@@ -14,7 +14,7 @@ import time
 
 from detectors.ladder import Change
 
-from .store import FLAG_INDEX, flag_key
+from ..store import FLAG_INDEX, flag_key
 
 FLAG_TTL_SECONDS = 90 * 86400
 # A linkage verdict names its cluster in its reasons (detectors/linkage/clusters.py: cluster_id).

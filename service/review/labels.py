@@ -4,7 +4,7 @@ One record per key (`dg:{<key_id>}:label`, the key's latest verdict) and one ind
 labelled keys by when they were labelled. Labels outlive flags (400 days against 90): a
 verdict is worth keeping for the next training run long after the traffic that earned it.
 `confirmed` keys calibrate the forest's threshold, `dismissed` keys join its honest data
-(service/label_training.py).
+(service/review/label_training.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import IO
 
-from .store import LABEL_INDEX, label_key
+from ..store import LABEL_INDEX, label_key
 
 LABEL_TTL_SECONDS = 400 * 86400
 LABELS = ("confirmed", "dismissed")
@@ -92,7 +92,7 @@ def export_command(settings, *, out: str | None) -> int:
 
 
 async def _read_all(settings) -> list[dict]:
-    from .store import connect
+    from ..store import connect
 
     store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 5.0))
     try:

@@ -4,7 +4,7 @@ The request path pays for a tuple and a heap push: `listen` keeps what the line 
 returns. Lines must be in arrival (`ts`) order but requests finish in any order, so a
 finished request waits until every request that arrived before it has been heard of (the
 `watch` wrapper knows which are still running), for at most `reorder_window`. The writer
-thread (recording_files.py) then writes the lines; a full disk never reaches a client.
+thread (files.py) then writes the lines; a full disk never reaches a client.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .config import RecordingConfig
-from .keys import state_dir
-from .proxy import Exchange
-from .recording_files import Complaints, TrafficFiles
-from .recording_lines import Finished
+from ..config import RecordingConfig
+from ..keys import state_dir
+from ..proxy import Exchange
+from .files import Complaints, TrafficFiles
+from .lines import Finished
 
 log = logging.getLogger("distillguard.recording")
 

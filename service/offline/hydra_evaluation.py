@@ -3,7 +3,7 @@ mixed into the simulator's default honest population and linkage's hard negative
 over one simulated day by per-key detection and the linkage passes, as the live scorer
 runs them (`detection.linkage`, default settings).
 
-    python -m service.hydra_evaluation [--benign 2000] [--sizes 20,100,500] [--seed 1] [--json out.json]
+    python -m service.offline.hydra_evaluation [--benign 2000] [--sizes 20,100,500] [--seed 1] [--json out.json]
 
 Networks of 20 come five to a run (100 keys per variant), larger ones one to a run. A key
 is *linked* once a pass puts it in any cluster, *flagged* once a pass flags it as a member;
@@ -23,11 +23,11 @@ from traffic.format import TrafficRecord
 from traffic.hydra import reseller_key_indexes
 from traffic.scenarios import ATTACK, HYDRA, HYDRA_VARIANTS, benign_mix, generate
 
-from .config import Settings, load_settings
-from .detection import build_pipeline
-from .keys import KeyHasher
-from .offline import score_records
-from .offline_linkage import LinkageRun, linkage_run
+from ..config import Settings, load_settings
+from ..keys import KeyHasher
+from ..scoring.detection import build_pipeline
+from .linkage import LinkageRun, linkage_run
+from .scoring import score_records
 
 SECRET = b"distillguard-evaluate"
 HOURS = 24.0
@@ -100,7 +100,7 @@ def format_rows(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.hydra_evaluation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m service.offline.hydra_evaluation", description=__doc__.splitlines()[0])
     parser.add_argument("--benign", type=int, default=2000)
     parser.add_argument("--sizes", default="20,100,500")
     parser.add_argument("--seed", type=int, default=1)

@@ -15,7 +15,7 @@ from detectors.linkage import KeySignature, LinkageDetector, LinkageResult
 from detectors.pipeline import Evaluation, KeyState
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 PASS_EVERY_S = 600.0
 
@@ -23,8 +23,8 @@ PASS_EVERY_S = 600.0
 def linkage_run(settings: Settings) -> LinkageRun | None:
     """The run the settings ask for: the live scorer's detector thresholds, ladder and pass
     period (`detection.linkage`), or None when linkage is off."""
-    from .detection import ladder_config
-    from .linkage import linkage_config
+    from ..scoring.detection import ladder_config
+    from ..scoring.linkage import linkage_config
 
     linkage = settings.detection.linkage
     if not linkage.enabled:

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import IO
 
-from . import metrics
-from .store import AUDIT_STREAM, audit_target_key
+from .. import metrics
+from ..store import AUDIT_STREAM, audit_target_key
 
 log = logging.getLogger("distillguard.audit")
 
@@ -132,7 +132,7 @@ async def export_jsonl(client, out: IO[str], *, since: float | None = None, unti
 
 async def export_command(settings, out: IO[str], *, since: str | None, until: str | None) -> int:
     """`distillguard audit export`: the trail as JSON Lines to `out`."""
-    from .store import connect
+    from ..store import connect
 
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None
@@ -145,7 +145,7 @@ async def export_command(settings, out: IO[str], *, since: str | None, until: st
 
 def parse_time(value: str, *, now: float | None = None) -> float:
     """Unix seconds from an ISO 8601 time (`2026-11-01T00:00:00Z`) or a duration ago (`7d`)."""
-    from .config import parse_duration
+    from ..config import parse_duration
 
     try:
         return (now if now is not None else time.time()) - parse_duration(value)

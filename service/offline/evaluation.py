@@ -25,11 +25,11 @@ from traffic.format import TrafficRecord
 from traffic.scenarios import ATTACK, BENIGN, SCENARIOS, generate
 from traffic.simulate import parse_mix, parse_params
 
-from .config import Settings
-from .detection import ladder_config
-from .keys import KeyHasher
-from .offline import ScoreReport, score_records, train_forest
-from .offline_linkage import LinkageRun, linkage_run
+from ..config import Settings
+from ..keys import KeyHasher
+from ..scoring.detection import ladder_config
+from .linkage import LinkageRun, linkage_run
+from .scoring import ScoreReport, score_records, train_forest
 
 # Fixed, so key ids and the train/test split are the same on every machine, and no
 # installation secret is needed: every key here is simulated.
@@ -37,7 +37,7 @@ EVALUATION_SECRET = b"distillguard-evaluate"
 GOAL_RECALL = 0.99
 GOAL_FPR = 0.001
 GOAL_TTD_REQUESTS = 100
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIRST_EVALUATION = next(count for count in range(1, 1000) if due_for_evaluation(count))
 
 Progress = Callable[[str], None]

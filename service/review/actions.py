@@ -6,7 +6,7 @@ verdict as a label (`confirmed` for block and throttle, `dismissed` for dismiss)
 review status, and exactly one audit entry.
 
 A reviewer's decision carries `set_by = "reviewer:<name>"`, so the scorer never overrides
-it (service/actions.py replaces only its own). A dismissal additionally marks the key for
+it (service/scoring/actions.py replaces only its own). A dismissal additionally marks the key for
 `admin.dismiss_quiet_period`: until that ends the scorer records its flags but sets no
 automatic throttle or block.
 """
@@ -17,14 +17,14 @@ import json
 import re
 import time
 
+from ..config import parse_duration
+from ..decisions import get_decision, set_decision
+from ..errors import BadRequest, NotFound
+from ..scoring.flags import read_flag
+from ..scoring.linkage import read_cluster
+from ..store import dismissed_key, flag_key, review_key
 from .audit import append_audit
-from .config import parse_duration
-from .decisions import get_decision, set_decision
-from .errors import BadRequest, NotFound
-from .flags import read_flag
 from .labels import read_label, write_label
-from .linkage import read_cluster
-from .store import dismissed_key, flag_key, review_key
 
 ACTIONS = ("block", "throttle", "unblock", "dismiss", "note")
 LABEL_OF = {"block": "confirmed", "throttle": "confirmed", "dismiss": "dismissed"}
@@ -45,7 +45,7 @@ async def act_on_key(client, settings, reviewer, key_id: str, action: str, *, re
                      audit_details: dict | None = None, alerts=None) -> dict:
     """Apply one reviewer action to one key; returns what changed. Raises BadRequest (400, with
     a code saying which input) before writing anything when the request is not valid. A block
-    is also sent to the `alerts` sender (service/alerts.py) as a `manual_block`."""
+    is also sent to the `alerts` sender (service/review/alerts.py) as a `manual_block`."""
     reason, note = _clean(reason, REASON_MAX_CHARS), _clean(note, NOTE_MAX_CHARS)
     if not isinstance(key_id, str) or not KEY_ID.match(key_id):
         raise BadRequest("Not a key_id (16 hex characters); see `distillguard key-id`.", code="invalid_key_id")

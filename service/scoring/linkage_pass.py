@@ -4,7 +4,7 @@ shards') runs it once per `every_s` slot over every active key's signature.
 A pass reads the active sets, fetches the signatures in pipelined batches, runs
 `LinkageDetector` in a worker thread (the scorer's event loop keeps consuming meanwhile),
 stores the clusters for review, and appends each flagged member's verdict to the member's
-own event stream, where the key's owner applies it (service/linkage.py says why). A pass
+own event stream, where the key's owner applies it (service/scoring/linkage.py says why). A pass
 that loses its lease before writing writes nothing; one cut short by a crash is resumed
 for the same slot by the next holder, and `linkage_publish.lua` keeps any shard from
 receiving a slot's verdicts twice.
@@ -19,9 +19,10 @@ import time
 
 from detectors.linkage import KeySignature, LinkageDetector, LinkageResult
 
-from . import metrics
-from .config import Settings
-from .events import shard_of
+from .. import metrics
+from ..config import Settings
+from ..events import shard_of
+from ..store import Store, event_stream
 from .linkage import (
     CLUSTER_INDEX,
     CURSOR_TTL_MS,
@@ -40,7 +41,6 @@ from .linkage import (
     text_of,
     verdict_dict,
 )
-from .store import Store, event_stream
 
 log = logging.getLogger("distillguard.linkage")
 

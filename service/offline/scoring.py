@@ -19,7 +19,7 @@ from detectors.pipeline import KeyState, Pipeline, Snapshot, due_for_evaluation
 from detectors.windows import KeyWindow
 
 if TYPE_CHECKING:
-    from .offline_linkage import LinkageRun
+    from .linkage import LinkageRun
 
 BATCH = 512
 

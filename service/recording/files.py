@@ -21,9 +21,9 @@ from pathlib import Path
 
 from traffic.format import METHODS, TS_TOLERANCE_S
 
-from . import metrics
-from .config import RecordingConfig
-from .recording_lines import Finished, HeaderNames, encode_line, traffic_record
+from .. import metrics
+from ..config import RecordingConfig
+from .lines import Finished, HeaderNames, encode_line, traffic_record
 
 log = logging.getLogger("distillguard.recording")
 

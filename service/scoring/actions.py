@@ -12,12 +12,12 @@ import logging
 from detectors.ladder import Change
 from detectors.pipeline import Evaluation
 
-from . import metrics
-from .alerts import AlertSender, alert_on_change
-from .audit import audit_quietly
-from .decisions import get_decision, set_decision
+from .. import metrics
+from ..decisions import get_decision, set_decision
+from ..review.actions import is_dismissed, mark_left_alone
+from ..review.alerts import AlertSender, alert_on_change
+from ..review.audit import audit_quietly
 from .flags import write_flag
-from .review import is_dismissed, mark_left_alone
 
 log = logging.getLogger("distillguard.actions")
 

@@ -23,7 +23,7 @@ How several scorers share the shards, and why each event counts exactly once:
   them and replays them on the last checkpoints. Any failure drops the shard's memory and
   starts again from the pending entries, never from half-applied state.
 
-- Linkage (service/linkage.py). Each counted event also updates its key's signature, saved
+- Linkage (service/scoring/linkage.py). Each counted event also updates its key's signature, saved
   with the key's checkpoint; a clustering pass's verdict on a key arrives as an entry in the
   key's own stream and steps its ladder in stream order, so it counts once like an event.
 
@@ -48,11 +48,12 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from detectors.features import RequestFeatures, from_fields
 from detectors.pipeline import Evaluation, KeyState, Pipeline
 
-from . import metrics
+from .. import metrics
+from ..config import Settings
+from ..review.alerts import AlertSender, public_url_of
+from ..store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 from .actions import apply_evaluations
-from .alerts import AlertSender, public_url_of
 from .activity import ActivityCounts
-from .config import Settings
 from .detection import (
     RECENT_EVENTS_KEPT,
     build_pipeline,
@@ -63,7 +64,6 @@ from .detection import (
 )
 from .linkage import LINKAGE_FIELD, SignatureBook, apply_member_verdict
 from .linkage_pass import LinkagePass
-from .store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 
 log = logging.getLogger("distillguard.scorer")
 
@@ -113,7 +113,7 @@ class Scorer:
     def __init__(self, store: Store, settings: Settings, *, pipeline: Pipeline | None = None,
                  name: str | None = None, alerts: AlertSender | None = None) -> None:
         self.store = store
-        self.alerts = alerts  # the process's alert queues (service/alerts.py); its owner starts and closes it
+        self.alerts = alerts  # the process's alert queues (service/review/alerts.py); its owner starts and closes it
         self.client = store.client
         self.settings = settings
         self.detection = settings.detection
@@ -379,7 +379,7 @@ class ShardWorker:
         replayed = malformed = 0
         evaluations: list[Evaluation] = []
         for event_id, fields in events:
-            if LINKAGE_FIELD in fields:  # a clustering pass's verdict on one key (service/linkage.py)
+            if LINKAGE_FIELD in fields:  # a clustering pass's verdict on one key (service/scoring/linkage.py)
                 evaluations += pipeline.evaluate(due)  # the key's earlier evaluations first: stream order
                 due = []
                 outcome, evaluation = apply_member_verdict(pipeline.ladder, self.states, event_id, fields)
@@ -447,7 +447,7 @@ async def run_scorer(settings: Settings, name: str | None = None) -> None:
     """`distillguard scorer`: until SIGTERM or SIGINT."""
     import signal
 
-    from .store import connect
+    from ..store import connect
 
     store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 2.0))
     alerts = AlertSender(settings.alerts, public_url_of(settings))

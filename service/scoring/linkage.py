@@ -1,5 +1,5 @@
 """Linkage in the live scorer, the per-key side: each key's signature kept in Redis beside its
-checkpoint, the verdict entries by which a clustering pass (service/linkage_pass.py) steps
+checkpoint, the verdict entries by which a clustering pass (service/scoring/linkage_pass.py) steps
 a member's ladder, and the reads behind the admin API's clusters.
 
 Redis layout (everything expires; no one key holds every key's evidence):
@@ -23,7 +23,7 @@ event stream (`linkage_publish.lua`, at most once per shard and pass slot, so a 
 after a crash or run twice adds nothing twice), and the shard's owner applies it in stream
 order like any event. A verdict is thus counted exactly once (the same last_event_id fence,
 checkpoint and XACK as events), never races the key's own evaluations, and steps the ladder
-exactly as `distillguard score` does (service/offline_linkage.py): one step per pass.
+exactly as `distillguard score` does (service/offline/linkage.py): one step per pass.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from detectors.ladder import LadderConfig, step
 from detectors.linkage import KeySignature, LinkageConfig
 from detectors.pipeline import Evaluation, KeyState
 
-from . import metrics
-from .config import LinkageSettings
+from .. import metrics
+from ..config import LinkageSettings
+from ..store import event_stream, key_state_key, queue_evalsha
 from .detection import event_id_key
-from .store import event_stream, key_state_key, queue_evalsha
 
 log = logging.getLogger("distillguard.linkage")
 

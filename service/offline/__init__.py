@@ -1,0 +1,1 @@
+"""The live scoring path run over traffic files and simulations: train, score, evaluate, report."""

@@ -1,0 +1,1 @@
+"""The live scorer: event streams -> key windows -> detectors -> flags, decisions and linkage clusters."""
