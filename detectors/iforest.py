@@ -42,11 +42,12 @@ CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
 }
 
 
-# Features that say one thing count as one piece of evidence: how long the answers are is
-# mostly the model's doing (reasoning models answer at length to everyone), and a request
-# with no history is one whose history does not continue a conversation.
-EVIDENCE_GROUP = {"completion_tokens_log_mean": "answer_length", "completion_to_prompt_ratio": "answer_length",
-                  "single_turn_share": "turns", "standalone_share": "turns"}
+# Features that say one thing count as one piece of evidence: long answers are mostly the
+# model's doing, and asking for reasoning is asking for a long answer (reasoning-app users
+# get both from every question), and a request with no history is one whose history does
+# not continue a conversation.
+EVIDENCE_GROUP = {"completion_tokens_log_mean": "long_answers", "completion_to_prompt_ratio": "long_answers",
+                  "reasoning_share": "long_answers", "single_turn_share": "turns", "standalone_share": "turns"}
 GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
 
 

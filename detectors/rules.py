@@ -28,9 +28,12 @@ DEFAULT_RULES: dict[str, dict] = {
                  "template_diversity >= 0.3"],
     },
     "reasoning_trace_harvest": {
-        "description": "reasoning traces asked for in bulk over many different single-turn tasks",
+        "description": "reasoning traces asked for on nearly every one of many different single-turn tasks",
         "min_requests": 30,
-        "when": ["reasoning_share >= 0.5", "single_turn_share >= 0.9", "unique_prompt_share >= 0.9",
+        # A harvester asks for the trace every time: that is what it collects. People who like
+        # step-by-step answers ask now and then and follow up (reasoning-app users reach
+        # 0.5-0.7 of their first 30 requests by chance, with 10 % follow-ups).
+        "when": ["reasoning_share >= 0.8", "single_turn_share >= 0.95", "unique_prompt_share >= 0.9",
                  "template_diversity >= 0.3"],
     },
     "broad_capability_harvest": {

@@ -235,6 +235,14 @@ def test_long_answers_alone_are_no_harvesting_evidence(model):
     assert not model.harvesting_evidence(window, reasons)
 
 
+def test_asking_for_reasoning_and_getting_long_answers_is_one_piece_of_evidence(model):
+    """Reasoning-app users ask for step-by-step answers and get long ones: that is one fact about them."""
+    window = window_like(model, reasoning_share=0.6, completion_to_prompt_ratio=40.0, completion_tokens_log_mean=9.0)
+    reasons = model.explain(window)
+    assert "reasoning_share" in {reason.feature for reason in reasons}
+    assert not model.harvesting_evidence(window, reasons)
+
+
 def test_a_content_feature_outside_the_range_the_wrong_way_is_no_evidence(model):
     window = window_like(model, completion_to_prompt_ratio=0.0, unique_prompt_share=0.0)
     reasons = model.explain(window)

@@ -162,3 +162,19 @@ def test_many_sampled_long_answers_to_own_tasks_fire_the_capability_rules():
 def test_the_same_shape_over_public_benchmark_questions_is_an_evaluation_and_fires_no_rule():
     benchmark = window(**SAMPLED_QA, public_eval_share=0.9)
     assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(benchmark, requests_seen=500).flagged
+
+
+REASONING_TASKS = dict(single_turn_share=1.0, unique_prompt_share=1.0, template_diversity=0.9)
+
+
+def test_reasoning_asked_for_on_every_single_turn_task_fires_the_reasoning_rule():
+    harvester = window(**REASONING_TASKS, reasoning_share=1.0)
+    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(harvester, requests_seen=30)
+    assert [reason.name for reason in verdict.reasons] == ["reasoning_trace_harvest"]
+
+
+@pytest.mark.parametrize("person", [dict(reasoning_share=0.67), dict(reasoning_share=0.9, single_turn_share=0.9)],
+                         ids=["step-by-step-now-and-then", "step-by-step-with-follow-ups"])
+def test_a_person_who_likes_step_by_step_answers_fires_no_rule(person):
+    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**{**REASONING_TASKS, **person}),
+                                                               requests_seen=200).flagged
