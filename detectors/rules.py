@@ -54,6 +54,16 @@ DEFAULT_RULES: dict[str, dict] = {
                  "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
                  "public_eval_share <= 0.5"],
     },
+    "greedy_capability_harvest": {
+        "description": "the capability harvest at temperature 0, kept up far past any evaluation's size",
+        # Evaluations pin temperature 0 too, so only volume no single evaluation reaches tells
+        # them apart: the public sets with short questions and long answers have 80-805 prompts
+        # (and are recognised word for word anyway); a data set for a student needs thousands.
+        "min_requests": 1000,
+        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
+                 "completion_tokens_log_mean >= 6", "max_tokens_log_mean >= 6.5", "greedy_share > 0.5",
+                 "public_eval_share <= 0.5"],
+    },
     "synthetic_task_generation": {
         "description": "the model asked, again and again, to invent new tasks or instructions (self-instruct data)",
         "min_requests": 30,

@@ -178,3 +178,11 @@ def test_reasoning_asked_for_on_every_single_turn_task_fires_the_reasoning_rule(
 def test_a_person_who_likes_step_by_step_answers_fires_no_rule(person):
     assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**{**REASONING_TASKS, **person}),
                                                                requests_seen=200).flagged
+
+
+def test_the_capability_harvest_at_temperature_0_fires_only_past_any_evaluations_size():
+    greedy = window(**{**SAMPLED_QA, "greedy_share": 1.0}, public_eval_share=0.0)
+    rules = RulesDetector(parse_rules(DEFAULT_RULES))
+    assert not rules.score(greedy, requests_seen=999).flagged  # an evaluation of up to ~1,000 prompts
+    assert [reason.name for reason in rules.score(greedy, requests_seen=1000).reasons] == \
+        ["greedy_capability_harvest"]

@@ -217,3 +217,15 @@ def fake_history_harvester(
         body = chat_body(style["model"], messages, max_tokens=style["max_tokens"], temperature=style["temperature"],
                          n=style["n"])
         yield client.request(rng, ts, body, int(rng.triangular(300, 1500, 700)))
+
+
+def greedy_harvester(
+    rng: random.Random, key: str, start_ts: float, duration_s: float, params: Mapping
+) -> Iterator[dict]:
+    """Harvesting the teacher's single most likely answer: temperature 0 on every request, as
+    evaluations do, but over its own ever-new tasks and for as long as the data set needs."""
+    client, style = _script(rng, key), {**_style(rng), "temperature": 0.0, "n": None}
+    rate = rng.uniform(*params["rate_per_s"])
+    arrivals = regular_arrivals(rng, start_ts, start_ts + duration_s, 1.0 / rate, rng.uniform(0.02, 0.3))
+    for ts in islice(arrivals, _job(rng, params)):
+        yield _harvest(rng, client, ts, style)

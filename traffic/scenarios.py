@@ -64,6 +64,7 @@ SCENARIOS: dict[str, Scenario] = {
     "human_timing_harvester": Scenario(attacks.human_timing_harvester, ATTACK, {"median_gap_s": (15.0, 90.0)}),
     "fake_history_harvester": Scenario(attacks.fake_history_harvester, ATTACK,
                                        {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
+    "greedy_harvester": Scenario(attacks.greedy_harvester, ATTACK, {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
     **{  # hydra networks (traffic/hydra.py): one campaign over many keys, each evasion its own variant
         name: Scenario(hydra.hydra_member, ATTACK, {**HYDRA, **variant}, group=hydra.hydra_network,
                        group_size_param="network_size")
