@@ -93,8 +93,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"  try: curl -s http://{settings.host}:{settings.port}/v1/chat/completions "
         "-H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' "
         "-d '{\"model\":\"sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n"
-        "  detection runs in-process: flags are logged here, and listed at /admin/api/flags "
-        "when DISTILLGUARD_ADMIN_TOKEN is set",
+        "  detection runs in-process: flags are logged here; to review them in the console at "
+        f"http://{settings.host}:{settings.port}/admin, add a reviewer (distillguard admin hash-token, "
+        "docs/review.md)",
         flush=True,
     )
 
