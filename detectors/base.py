@@ -20,15 +20,19 @@ class Reason:
     value: float
     benign_range: tuple[float, float] | None = None
     detail: str = ""
+    cluster_id: str | None = None  # linkage: the cluster a member was flagged with
 
     def as_dict(self) -> dict:
-        return {
+        data = {
             "name": self.name,
             "feature": self.feature,
             "value": round(self.value, 4),
             "benign_range": [round(v, 4) for v in self.benign_range] if self.benign_range else None,
             "detail": self.detail,
         }
+        if self.cluster_id is not None:
+            data["cluster_id"] = self.cluster_id
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,7 @@ def test_a_flagged_member_is_told_which_cluster_and_what_joined_it():
     assert verdict.detector == "linkage" and verdict.flagged and verdict.score == cluster.score
     member, linked, harvest, *_ = verdict.reasons
     assert cluster.cluster_id in member.detail and "linked to" in member.detail and "template" in member.detail
+    assert member.cluster_id == cluster.cluster_id and member.as_dict()["cluster_id"] == cluster.cluster_id
     assert f"{cluster.size} keys joined by" in linked.detail and "keys overall" in linked.detail
     assert harvest.detail.startswith("single-turn 9") and "long answers" in harvest.detail and harvest.value >= 0.9
     listed = cluster.as_dict()

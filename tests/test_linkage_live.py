@@ -117,7 +117,7 @@ def test_a_network_of_keys_each_under_every_rule_is_flagged_by_linkage_and_hones
     assert all(requests_seen(client, raw) == PER_KEY for raw in network + honest)
     (cluster_id,) = {flag["cluster_id"] for flag in flags}
     assert all(flag["reasons"][0]["name"] == "linked_to_cluster" and cluster_id in flag["reasons"][0]["detail"]
-               for flag in flags)
+               and flag["reasons"][0]["cluster_id"] == cluster_id for flag in flags)
 
     listed = admin(gateway, "/clusters")
     flagged = [cluster for cluster in listed["clusters"] if cluster["flagged"]]

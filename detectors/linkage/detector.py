@@ -120,6 +120,7 @@ def _member_verdicts(cluster: ClusterVerdict, key_ids: list[str], rows: np.ndarr
                         f"member of cluster {cluster.cluster_id} ({cluster.size} keys, score {cluster.score:.2f}): "
                         f"linked to {int(degree[n])} of them by {classes}; matches the rest on "
                         + ", ".join(f"{name} {value:.2f} (needs {bar:g})"
-                                    for name, value, bar in zip(FITS, fit, config.member_fit)))
+                                    for name, value, bar in zip(FITS, fit, config.member_fit)),
+                        cluster_id=cluster.cluster_id)
         verdicts[key_id] = Verdict("linkage", cluster.score, True, (member, *cluster.reasons))
     return verdicts

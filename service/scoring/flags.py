@@ -17,7 +17,7 @@ from detectors.ladder import Change
 from ..store import FLAG_INDEX, flag_key
 
 FLAG_TTL_SECONDS = 90 * 86400
-# A linkage verdict names its cluster in its reasons (detectors/linkage/clusters.py: cluster_id).
+# Older linkage verdicts name their cluster only in their reasons' text.
 CLUSTER_ID = re.compile(r"\blk-[0-9a-f]{10}\b")
 
 
@@ -31,9 +31,13 @@ def flag_record(change: Change, now: float | None = None) -> dict:
 
 
 def cluster_of(change: Change) -> str | None:
-    """The cluster a linkage flag was raised for; None for the per-key detectors."""
+    """The cluster a linkage flag was raised for; None for the per-key detectors. Verdicts
+    published before reasons carried `cluster_id` name it only in their text."""
     if change.detector != "linkage":
         return None
+    for reason in change.reasons:
+        if reason.get("cluster_id"):
+            return reason["cluster_id"]
     for reason in change.reasons:
         found = CLUSTER_ID.search(reason.get("detail", ""))
         if found:

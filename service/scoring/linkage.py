@@ -196,7 +196,8 @@ def verdict_dict(verdict: Verdict) -> dict:
 def verdict_from(data: dict) -> Verdict:
     reasons = tuple(
         Reason(str(r["name"]), str(r["feature"]), float(r["value"]),
-               tuple(r["benign_range"]) if r.get("benign_range") else None, str(r.get("detail", "")))
+               tuple(r["benign_range"]) if r.get("benign_range") else None, str(r.get("detail", "")),
+               str(r["cluster_id"]) if r.get("cluster_id") else None)
         for r in data["reasons"]
     )
     return Verdict(str(data["detector"]), float(data["score"]), bool(data["flagged"]), reasons)
