@@ -12,7 +12,7 @@ import openai
 import pytest
 import uvicorn
 
-from service.mock_upstream import MockSettings, create_mock_app
+from service.upstream_sim import MockSettings, create_mock_app
 
 MESSAGES = [{"role": "user", "content": "Name three rivers."}]
 
@@ -54,7 +54,7 @@ class RunningMock:
 
 @pytest.fixture(scope="module")
 def mock():
-    running = RunningMock(MockSettings(seed=7, default_completion_tokens=16))
+    running = RunningMock(MockSettings(seed=7, default_completion_tokens=16, answers="fixed"))
     yield running
     running.stop()
 
