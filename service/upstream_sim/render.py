@@ -26,6 +26,10 @@ class ModelCompletion:
         rng = random.Random(seed ^ zlib.crc32(body))
         prompt = Prompt.of(request, kind)
         self.answers = [answer(request, prompt, rng, forced_length) for _ in range(self.n)]
+        if kind == "text":
+            for result in self.answers:  # a continuation goes on after the prompt's last word
+                if result.content and not result.content[0][:1].isspace():
+                    result.content[0] = " " + result.content[0]
         if kind == "chat":
             self.top = int(request.get("top_logprobs") or 0) if request.get("logprobs") else -1
             prompt_tokens = tokens.chat_prompt_tokens(request)

@@ -18,7 +18,10 @@ _STOP = frozenset((
     "want", "were", "what", "when", "where", "which", "while", "whom", "will", "with", "within", "without",
     "would", "write", "your", "yours", "tell", "explain", "describe", "following", "given", "using", "list",
     "following", "provide", "create", "generate", "example", "examples", "sentence", "sentences", "words", "word",
-    "text", "answer", "question", "respond", "response", "output", "input", "task", "instruction",
+    "text", "answer", "question", "respond", "response", "output", "input", "task", "instruction", "essay", "short",
+    "long", "brief", "briefly", "classify", "sentiment", "solve", "what's", "summarize", "summarise", "paragraph",
+    "paragraphs", "article", "story", "poem", "detailed", "help", "know", "best", "good", "steps", "step", "format",
+    "json", "following", "return", "user", "assistant", "system", "based", "below", "above", "simple", "write",
 ))
 OPENINGS = (
     "Here is a clear overview of {a}.", "Sure! Let's look at {a} step by step.", "Great question about {a}.",
@@ -58,7 +61,29 @@ THOUGHTS = (
     "Actually, a simpler way to see it is through {a}.", "Now, how does {b} fit into this?",
 )
 NAMES = ("Alex Morgan", "Priya Shah", "Liu Wei", "Maria Garcia", "Sam Okafor", "Emma Larsen", "Yuki Tanaka")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+MAX_PHRASE, MAX_TOPICS = 3, 12
+
+
+def topics(prompt: str) -> list[str]:
+    """What the prompt is about: runs of up to three content words ("Roman aqueducts"), in order;
+    capitals kept where they are not a sentence's first letter."""
+    text = prompt[-2000:]
+    found: dict[str, None] = {}
+    run: list[str] = []
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if len(word) < 4 or word.lower() in _STOP or len(run) == MAX_PHRASE:
+            if run:
+                found.setdefault(" ".join(run), None)
+            run = []
+            if len(word) < 4 or word.lower() in _STOP:
+                continue
+        opening = text[:match.start()].rstrip()[-1:] in ("", ".", "!", "?", ":", "\n")
+        run.append(word.lower() if opening or not word[0].isupper() else word)
+    if run:
+        found.setdefault(" ".join(run), None)
+    return list(found)[:MAX_TOPICS]
 
 
 class Writer:
@@ -66,11 +91,7 @@ class Writer:
 
     def __init__(self, prompt: str, rng: random.Random) -> None:
         self.rng = rng
-        seen: dict[str, None] = {}
-        for word in _WORD.findall(prompt[-2000:]):
-            if word.lower() not in _STOP:
-                seen.setdefault(word.lower(), None)
-        self.topics = list(seen)[:12] or ["the topic", "the details"]
+        self.topics = topics(prompt) or ["the topic", "the details"]
 
     def topic(self) -> str:
         return self.rng.choice(self.topics)
@@ -90,7 +111,7 @@ class Writer:
 
     def label(self, prompt: str) -> str:
         """A short answer: one of the options the prompt offers, when it offers some."""
-        options = re.findall(r"\b(positive|negative|neutral|yes|no|true|false|spam|ham|[A-D])\b", prompt)
+        options = re.findall(r"(?i)\b(positive|negative|neutral|mixed|yes|no|true|false|spam|ham)\b", prompt)
         return self.rng.choice(options).capitalize() if options else self.topic().capitalize()
 
     def answer(self, length: int, kind: str) -> str:
