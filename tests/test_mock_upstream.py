@@ -489,3 +489,11 @@ def test_the_fixed_answers_header_and_the_completion_tokens_header(model_client)
     sized = model_client.chat.completions.create(model="sim", messages=ESSAY,
                                                  extra_headers={"x-mock-completion-tokens": "123"})
     assert sized.usage.completion_tokens == tokens.count(sized.choices[0].message.content) == 123
+
+
+def test_a_stop_sequence_ends_the_answer_before_it(model_client):
+    whole = model_client.chat.completions.create(model="sim", messages=ESSAY, max_tokens=300)
+    stopped = model_client.chat.completions.create(model="sim", messages=ESSAY, max_tokens=300, stop=["\n\n"])
+    assert "\n\n" in whole.choices[0].message.content
+    assert "\n\n" not in stopped.choices[0].message.content and stopped.choices[0].finish_reason == "stop"
+    assert stopped.usage.completion_tokens == tokens.count(stopped.choices[0].message.content)

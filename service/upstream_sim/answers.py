@@ -82,7 +82,17 @@ def answer(request: dict, prompt: Prompt, rng: random.Random, forced_length: int
         text = f"{writer.label(prompt.everything)}. {writer.answer(budget, kind)}"
     else:
         text = writer.answer(budget, kind)
-    return Answer(cut(text, budget, finish == "stop"), thinking[:prompt.cap], finish=finish)
+    content = cut(text, budget, finish == "stop")
+    stopped = _at_stop_sequence(content, request.get("stop"))
+    return Answer(stopped or content, thinking[:prompt.cap], finish="stop" if stopped else finish)
+
+
+def _at_stop_sequence(content: list[str], stop: object) -> list[str] | None:
+    """The content up to the first stop sequence in it (which is left out), or None."""
+    sequences = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str) and s]
+    text = "".join(content)
+    ends = [text.find(s) for s in sequences if s and s in text]
+    return tokens.pieces(text[:min(ends)]) if ends else None
 
 
 def _structured(request: dict, prompt: Prompt, writer: Writer, rng: random.Random) -> str | None:

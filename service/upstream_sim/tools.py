@@ -18,20 +18,19 @@ _WORD = re.compile(r"[a-z]{3,}")
 
 
 def functions(request: dict) -> list[dict]:
-    """The offered functions (`tools` of type function, or the legacy `functions`)."""
+    """The offered functions (`tools` of type function; the legacy `functions` is not simulated)."""
     offered = [t.get("function") for t in request.get("tools") or [] if isinstance(t, dict)]
-    offered += [f for f in request.get("functions") or [] if isinstance(f, dict)]
     return [f for f in offered if isinstance(f, dict) and f.get("name")]
 
 
 def chosen(request: dict, rng: random.Random, last_user: str) -> tuple[list[dict], bool]:
     """(functions to call, forced by name); no functions means answer in text."""
     offered = functions(request)
-    choice = request.get("tool_choice", request.get("function_call", "auto"))
+    choice = request.get("tool_choice") or "auto"
     if not offered or choice == "none":
         return [], False
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
+        name = (choice.get("function") or {}).get("name")
         named = [f for f in offered if f["name"] == name]
         if not named:
             raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
@@ -47,7 +46,7 @@ def chosen(request: dict, rng: random.Random, last_user: str) -> tuple[list[dict
 
 
 def _answered(request: dict) -> bool:
-    """True when a tool result (or function result) follows the last user message."""
+    """True when a tool result follows the last user message."""
     for message in reversed(request.get("messages") or []):
         role = message.get("role") if isinstance(message, dict) else None
         if role in ("tool", "function"):
