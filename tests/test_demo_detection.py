@@ -35,7 +35,8 @@ FOLLOW_UPS = ("Can you give me a concrete example?", "Why is that?", "How would 
               "Is there a cheaper way?", "What would you do in my place?", "Ok, one last question: any pitfalls?")
 OPENERS = ("I'm planning a two-week trip to Portugal in spring and I'm not sure where to start.",
            "My sourdough keeps coming out flat and dense. I feed the starter every day.",
-           "I want to start running again after a knee injury last year.")
+           "I want to start running again after a knee injury last year.",
+           "Our team keeps missing sprint deadlines and I have to present a fix on Monday.")
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -87,13 +88,13 @@ def seed_instructions() -> list[str]:
     return [f"{t['instruction']}\n\n{t['input']}" if t.get("input") else t["instruction"] for t in tasks]
 
 
-def harvest(client: openai.OpenAI, instructions: list[str]) -> list[int | str]:
+def harvest(client: openai.OpenAI, instructions: list[str], max_tokens: int = 1024) -> list[int | str]:
     """One answer per instruction, sampled, as a distillation script collects them: the
     answer's completion tokens, or the HTTP status that refused it."""
     def ask(instruction: str) -> int | str:
         try:
             response = client.chat.completions.create(
-                model="sim", messages=[{"role": "user", "content": instruction}], temperature=0.7, max_tokens=1024)
+                model="sim", messages=[{"role": "user", "content": instruction}], temperature=0.7, max_tokens=max_tokens)
         except openai.APIStatusError as exc:
             return str(exc.status_code)
         return response.usage.completion_tokens

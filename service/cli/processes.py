@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ..app import create_app
-    from ..upstream_sim import MockSettings, create_mock_app
+    from ..upstream_sim import KEEP_ALIVE_S, MockSettings, create_mock_app
 
     upstream_url = f"http://127.0.0.1:{args.upstream_port}/v1"
     settings = settings_from(args, upstream={"base_url": upstream_url})
@@ -86,7 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     mock = uvicorn.Server(
         uvicorn.Config(
             create_mock_app(MockSettings(seed=0, latency_ms=20, tokens_per_second=200)),
-            host="127.0.0.1", port=args.upstream_port, **uvicorn_options(),
+            host="127.0.0.1", port=args.upstream_port, timeout_keep_alive=KEEP_ALIVE_S, **uvicorn_options(),
         )
     )
     print(

@@ -30,6 +30,9 @@ ROUTES = (("/chat/completions", "chat", "POST"), ("/completions", "text", "POST"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 ANSWER_MODES = ("model", "fixed")
+# Idle keep-alive connections stay open this long, as a hosted API's do (nginx's default is
+# 75 s): uvicorn's 5 s would close connections a client pool still holds and reuses.
+KEEP_ALIVE_S = 75
 
 
 @dataclass(frozen=True)
@@ -238,5 +241,6 @@ async def serve_mock(host: str, port: int, settings: MockSettings) -> None:
     """Serves on the running event loop; `loop` only matters if uvicorn sets one up itself."""
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     config = uvicorn.Config(create_mock_app(settings), host=host, port=port, loop=loop,
-                            http="httptools", log_level="warning", access_log=False)
+                            http="httptools", log_level="warning", access_log=False,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     await uvicorn.Server(config).serve()

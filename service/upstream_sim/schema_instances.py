@@ -121,6 +121,8 @@ class SchemaInstances:
             value = f"192.0.2.{self.rng.randint(1, 254)}"
         elif key in ("name", "full_name", "author", "person", "username") or key.endswith("_name"):
             value = self.writer.name()
+        elif key in ("city", "location", "place", "country", "destination", "region"):
+            value = self.writer.place()
         elif key in _QUERY and self.query:
             value = self.query
         elif any(word in key for word in _PROSE):

@@ -60,6 +60,8 @@ THOUGHTS = (
     "Let me break this down into smaller steps.", "That seems right, but let me verify it once more.",
     "Actually, a simpler way to see it is through {a}.", "Now, how does {b} fit into this?",
 )
+ASPECTS = ("the basics", "common pitfalls", "practical examples", "the trade-offs", "the main steps",
+           "costs and benefits", "the history", "best practices", "the alternatives", "what to avoid")
 NAMES = ("Alex Morgan", "Priya Shah", "Liu Wei", "Maria Garcia", "Sam Okafor", "Emma Larsen", "Yuki Tanaka")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 MAX_PHRASE, MAX_TOPICS = 3, 12
@@ -91,20 +93,27 @@ class Writer:
 
     def __init__(self, prompt: str, rng: random.Random) -> None:
         self.rng = rng
-        self.topics = topics(prompt) or ["the topic", "the details"]
+        self.topics = topics(prompt) or ["the topic"]
+        self.aspects = [*self.topics, *ASPECTS]
 
     def topic(self) -> str:
         return self.rng.choice(self.topics)
 
     def _fill(self, template: str) -> str:
-        a, b = self.topic(), self.topic()
-        return template.format(a=a, b=b, A=a[:1].upper() + a[1:])
+        a = self.topic()
+        b = self.rng.choice([t for t in self.aspects if t != a])
+        return template.format(a=a, b=b, A=_capital(a))
 
     def sentence(self) -> str:
         return self._fill(self.rng.choice(SENTENCES))
 
     def phrase(self, words: int = 3) -> str:
-        return " ".join(self.topic() for _ in range(max(words, 1)))
+        return " ".join(self.rng.sample(self.topics, min(max(words, 1), len(self.topics))))
+
+    def place(self) -> str:
+        """A proper noun of the prompt (Paris), when it has one."""
+        proper = [t for t in self.topics if t[:1].isupper()]
+        return self.rng.choice(proper) if proper else self.topic().title()
 
     def name(self) -> str:
         return self.rng.choice(NAMES)
@@ -128,10 +137,10 @@ class Writer:
         if kind == "code" and index == 1:
             return self.code()
         if kind in ("long", "code") and roll < 0.3:
-            items = [f"{i}. **{self.topic().capitalize()}**: {self.sentence()}" for i in range(1, self.rng.randint(3, 6))]
-            return "\n".join(items)
+            heads = self.rng.sample(self.aspects, self.rng.randint(3, 5))
+            return "\n".join(f"{i}. **{_capital(head)}**: {self.sentence()}" for i, head in enumerate(heads, 1))
         if kind == "long" and roll < 0.4:
-            return f"## {self.topic().capitalize()} and {self.topic()}"
+            return f"## {_capital(self.topic())}: {self.rng.choice(ASPECTS)}"
         return " ".join(self.sentence() for _ in range(self.rng.randint(2, 5)))
 
     def code(self) -> str:
@@ -148,6 +157,10 @@ class Writer:
             sentences.append(sentence)
             size += tokens.count(sentence) + 1
         return " ".join(sentences)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def cut(text: str, length: int, ending: bool) -> list[str]:
