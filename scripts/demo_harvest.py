@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import stop_process
-from tests.test_demo_detection import HARVEST_KEY, Demo, explain, flag_of, harvest, seed_instructions
+from tests.support.demo import Demo
+from tests.test_demo_detection import HARVEST_KEY, explain, flag_of, harvest, seed_instructions
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         print(f"flag: {json.dumps(flag_of(demo, key_id))}")
         print(explain(demo.admin(f"/keys/{key_id}")))
     finally:
-        stop_process(demo.proc)
+        demo.stop()
 
 
 if __name__ == "__main__":

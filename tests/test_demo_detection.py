@@ -9,22 +9,15 @@ every rule condition against the key's window features."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import statistics
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import openai
 import pytest
-import yaml
 
 from detectors.rules import DEFAULT_RULES
-from service.console.auth import hash_token
-from service.keys import KeyHasher
-from tests.support.processes import LOOPBACK, _cli, free_port, stop_process, wait_until
+from tests.support.demo import Demo
+from tests.support.processes import wait_until
 from traffic import prompts
 
 HARVEST_KEY, BENIGN_KEY = "sk-demo-harvest", "sk-demo-person"
@@ -41,45 +34,11 @@ OPENERS = ("I'm planning a two-week trip to Portugal in spring and I'm not sure 
 pytestmark = pytest.mark.timeout(600)
 
 
-class Demo:
-    def __init__(self, tmp_path: Path) -> None:
-        self.token, self.secret = secrets.token_urlsafe(24), secrets.token_hex(32)
-        config = {"key_secret": self.secret,
-                  "admin": {"reviewers": [{"name": "test", "role": "viewer", "token_sha256": hash_token(self.token)}]}}
-        config_path = tmp_path / "demo.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        self.port, upstream_port = free_port(), free_port()
-        self.log_path = tmp_path / "demo.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                _cli("demo", "--config", str(config_path), "--port", str(self.port),
-                     "--upstream-port", str(upstream_port)),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**env, "DISTILLGUARD_HOME": str(tmp_path)},
-            )
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        wait_until(lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200, timeout=60,
-                   what="demo up")
-
-    def client(self, key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
-
-    def admin(self, path: str) -> dict:
-        response = httpx.get(f"{self.url}/admin/api{path}", headers={"Authorization": f"Bearer {self.token}"},
-                             timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def key_id(self, raw_key: str) -> str:
-        return KeyHasher(self.secret.encode()).key_id(raw_key)
-
-
 @pytest.fixture
 def demo(tmp_path):
     running = Demo(tmp_path)
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 def seed_instructions() -> list[str]:

@@ -20,6 +20,7 @@ import uvicorn
 from pydantic import BaseModel, Field
 
 from service.upstream_sim import MockSettings, create_mock_app, tokens
+from tests.support.demo import Demo
 from traffic import prompts
 
 MESSAGES = [{"role": "user", "content": "Name three rivers."}]
@@ -497,3 +498,30 @@ def test_a_stop_sequence_ends_the_answer_before_it(model_client):
     assert "\n\n" in whole.choices[0].message.content
     assert "\n\n" not in stopped.choices[0].message.content and stopped.choices[0].finish_reason == "stop"
     assert stopped.usage.completion_tokens == tokens.count(stopped.choices[0].message.content)
+
+
+@pytest.fixture(scope="module")
+def gateway_client(tmp_path_factory):
+    """The openai client through `distillguard demo`: a real gateway in front of the model-mode simulator."""
+    demo = Demo(tmp_path_factory.mktemp("demo"))
+    try:
+        with demo.client("sk-through") as client:
+            yield client
+    finally:
+        demo.stop()
+
+
+def test_structured_outputs_tool_streams_and_reasoning_pass_through_the_gateway(gateway_client):
+    parsed = gateway_client.beta.chat.completions.parse(
+        model="sim", response_format=Person, messages=[{"role": "user", "content": "Invent a customer record."}])
+    assert isinstance(parsed.choices[0].message.parsed, Person)
+    with gateway_client.beta.chat.completions.stream(
+            model="sim", messages=[{"role": "user", "content": "Search the docs for rate limits"}],
+            tools=[openai.pydantic_function_tool(Address, name="lookup_address")], tool_choice="required") as stream:
+        final = stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup_address" and isinstance(call.function.parsed_arguments, Address)
+    chunks = list(gateway_client.chat.completions.create(model="sim-reasoning", messages=ESSAY, stream=True,
+                                                         stream_options={"include_usage": True}))
+    thinking = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content", "") for c in chunks if c.choices)
+    assert thinking and chunks[-1].usage.completion_tokens_details.reasoning_tokens == tokens.count(thinking)
