@@ -41,9 +41,10 @@ class Prompt:
     cap: int | None
 
     @classmethod
-    def of(cls, request: dict, kind: str) -> Prompt:
+    def of(cls, request: dict, route: str) -> Prompt:
+        """`route` is "chat" (messages) or "text" (the legacy completions' prompt)."""
         cap = request.get("max_completion_tokens") or request.get("max_tokens")
-        if kind != "chat":
+        if route != "chat":
             prompt = request.get("prompt", "")
             text = prompt if isinstance(prompt, str) else " ".join(p for p in prompt if isinstance(p, str))
             return cls(text, "", text, cap)
@@ -74,7 +75,7 @@ def answer(request: dict, prompt: Prompt, rng: random.Random, forced_length: int
     structured = _structured(request, prompt, writer, rng)
     if structured is not None:
         return _capped(Answer(tokens.pieces(structured), thinking), prompt.cap)
-    kind = lengths.kind_of(prompt.everything[-4000:], prompt.cap)
+    kind = lengths.kind_of(f"{prompt.system[-2000:]}\n{prompt.last_user[-2000:]}", prompt.cap)
     length = forced_length if forced_length is not None else lengths.answer_tokens(rng, kind)
     budget = length if prompt.cap is None else min(length, max(prompt.cap - len(thinking), 0))
     finish = "length" if prompt.cap is not None and length + len(thinking) >= prompt.cap else "stop"
@@ -84,7 +85,9 @@ def answer(request: dict, prompt: Prompt, rng: random.Random, forced_length: int
         text = writer.answer(budget, kind)
     content = cut(text, budget, finish == "stop")
     stopped = _at_stop_sequence(content, request.get("stop"))
-    return Answer(stopped or content, thinking[:prompt.cap], finish="stop" if stopped else finish)
+    if stopped is not None:
+        return Answer(stopped, thinking[:prompt.cap])
+    return Answer(content, thinking[:prompt.cap], finish=finish)
 
 
 def _at_stop_sequence(content: list[str], stop: object) -> list[str] | None:
