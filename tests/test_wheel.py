@@ -9,6 +9,7 @@ loopback-only machine cannot download), but distillguard itself only from the wh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,10 @@ import httpx
 import openai
 import pytest
 
+from detectors.iforest import ModelFileError
+from models import DEFAULT_MODEL
+from service.config import DetectionConfig
+from service.scoring.detection import load_forest
 from tests.support.processes import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +146,24 @@ def test_demo_from_another_directory_serves_with_the_shipped_forest(venv, elsewh
     log = log_path.read_text()
     assert RULES_ONLY not in log
     assert f"isolation forest loaded from {site_packages(venv) / 'models' / 'default'}" in log
+
+
+def test_a_configured_model_path_is_loaded_in_place_of_the_shipped_one(tmp_path, caplog):
+    mine = tmp_path / "mine"
+    for suffix in (".skops", ".json"):
+        shutil.copy2(DEFAULT_MODEL.with_suffix(suffix), mine.with_suffix(suffix))
+    card = json.loads(mine.with_suffix(".json").read_text())
+    card["threshold"] = 0.75
+    mine.with_suffix(".json").write_text(json.dumps(card))
+    with caplog.at_level(logging.INFO, logger="distillguard.detection"):
+        forest = load_forest(DetectionConfig(model_path=str(mine)))
+    assert forest.model.threshold == 0.75
+    assert f"isolation forest loaded from {mine}" in caplog.text
+
+
+def test_a_configured_model_path_that_does_not_load_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_forest(DetectionConfig(model_path=str(tmp_path / "absent")))
+    (tmp_path / "other.json").write_text(json.dumps({"feature_names": ["x"]}))
+    with pytest.raises(ModelFileError):
+        load_forest(DetectionConfig(model_path=str(tmp_path / "other")))
