@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # rendered pages (Playwright uses it, never its own)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # alert-rule unit tests and a live Prometheus
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_apt[*]}; run as root or install them with apt-get" >&2

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from detectors.iforest import FEATURE_DIRECTIONS
 from detectors.windows import FEATURE_NAMES
-
-from ..scoring.detection import DEFAULT_MODEL
+from models import DEFAULT_MODEL
 
 log = logging.getLogger("distillguard.console")
 

@@ -19,6 +19,7 @@ from detectors.iforest import ForestDetector, ForestModel
 from detectors.ladder import LadderConfig
 from detectors.pipeline import KeyState, Pipeline
 from detectors.rules import RulesDetector, parse_rules
+from models import DEFAULT_MODEL
 
 from .. import metrics
 from ..config import DetectionConfig, Settings
@@ -26,7 +27,6 @@ from ..store import key_state_key, queue_evalsha, recent_events_key
 
 log = logging.getLogger("distillguard.detection")
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 STATE_TTL_SECONDS = 7 * 86400
 RECENT_EVENTS_KEPT = 50
 FEATURE_FIELDS = tuple(field.name for field in fields(RequestFeatures))
@@ -45,15 +45,23 @@ def load_forest(detection: DetectionConfig) -> ForestDetector | None:
     """The configured model (an error if it cannot load), else the shipped default if
     present, else None: the rules still run, with a warning."""
     if detection.model_path:
-        return ForestDetector(ForestModel.load(detection.model_path), detection.iforest_min_requests)
+        return _forest(ForestModel.load(detection.model_path), detection.model_path, detection)
     if not (DEFAULT_MODEL.with_suffix(".skops").exists() and DEFAULT_MODEL.with_suffix(".json").exists()):
         log.warning("no isolation-forest model at %s(.skops/.json); running the rules only", DEFAULT_MODEL)
         return None
     try:
-        return ForestDetector(ForestModel.load(DEFAULT_MODEL), detection.iforest_min_requests)
+        model = ForestModel.load(DEFAULT_MODEL)
     except Exception as exc:  # a broken default must not stop the rules
         log.warning("could not load the default model %s (%s); running the rules only", DEFAULT_MODEL, exc)
         return None
+    return _forest(model, DEFAULT_MODEL, detection)
+
+
+def _forest(model: ForestModel, path: str | Path, detection: DetectionConfig) -> ForestDetector:
+    """Says which model runs: an operator (and the wheel test) can tell it from the rules alone."""
+    log.info("isolation forest loaded from %s (threshold %.4f, %s training windows)",
+             path, model.threshold, model.card.get("training_rows", "?"))
+    return ForestDetector(model, detection.iforest_min_requests)
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
