@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote_from_bytes
 
 import aiohttp
 from yarl import URL
@@ -65,6 +66,10 @@ KNOWN_ROUTES = frozenset(
 # A `.` or `..` segment (after percent-decoding): an upstream that normalizes paths would
 # take `/v1/../admin` out of the API the gateway guards.
 DOT_SEGMENT = re.compile(r"/\.{1,2}(?:/|$)")
+
+
+URL_SAFE = bytes(range(0x21, 0x7F))
+NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
 
 
 def route_label(path: str) -> str:
@@ -152,8 +157,7 @@ class Proxy:
     async def _admit(self, scope, receive, started: float) -> Exchange:
         received_at = time.time()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if sum(len(name) + len(value) for name, value in headers) > self.settings.max_header_bytes:
-            raise BadRequest("Request headers are too large.", code="headers_too_large")
+        check_headers(headers, self.settings.max_header_bytes)
         raw_key = raw_key_from_headers(headers)
         if raw_key is None:
             raise MissingKey(
@@ -315,7 +319,7 @@ class Proxy:
             lowered = name.lower()
             if lowered in HOP_BY_HOP or (self.upstream_auth and lowered in KEY_HEADERS):
                 continue
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
+            out.append((name.decode("ascii"), value.decode("utf-8")))  # as checked at admission
         if self.upstream_auth:
             out.append((self.upstream_auth[0].decode(), self.upstream_auth[1].decode()))
         return out
@@ -369,9 +373,25 @@ class Proxy:
                 await self.limiter.renew(list(self.in_flight.values()))
 
 
+def check_headers(headers: list[tuple[bytes, bytes]], max_bytes: int) -> None:
+    """Headers within `max_bytes`, with names in ASCII and values in UTF-8: the upstream
+    client writes UTF-8, so any other bytes could not reach the upstream as they came."""
+    if sum(len(name) + len(value) for name, value in headers) > max_bytes:
+        raise BadRequest("Request headers are too large.", code="headers_too_large")
+    for name, value in headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode("ascii"), value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("Header names must be ASCII and values UTF-8.", code="invalid_header") from None
+
+
 def upstream_target(scope) -> str:
-    """The part after `/v1`, kept byte for byte (percent-encoding and query intact)."""
-    raw_path = scope.get("raw_path") or scope["path"].encode()
-    target = raw_path.decode("latin-1")[3:]
-    query = scope.get("query_string", b"")
-    return f"{target}?{query.decode('latin-1')}" if query else target
+    """The part after `/v1`, kept byte for byte (percent-encoding and query intact); only
+    bytes a URL may not hold raw (non-ASCII, controls) are percent-encoded."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    target = raw_path[3:] + b"?" + query if query else raw_path[3:]
+    if NOT_URL_SAFE.search(target):
+        target = quote_from_bytes(target, safe=URL_SAFE).encode()
+    return target.decode("ascii")

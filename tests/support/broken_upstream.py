@@ -100,7 +100,7 @@ class BrokenUpstream:
             return None
         request_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
         method, target, _ = request_line.split(" ", 2)
-        headers = [tuple(part.strip() for part in line.split(":", 1)) for line in header_lines]
+        headers = [tuple(part.strip(" \t") for part in line.split(":", 1)) for line in header_lines]
         length = int(next((value for name, value in headers if name.lower() == "content-length"), "0"))
         body = await reader.readexactly(length) if length else b""
         return ReceivedRequest(method, target, headers, body)
