@@ -57,16 +57,19 @@ def parse_json_body(method: str, headers: list[tuple[bytes, bytes]], body: bytes
 
 def nests_deeper_than(value: dict | list, limit: int) -> bool:
     """Whether objects and arrays in `value` nest more than `limit` levels (`value` is level 1).
-    Iterative, so no depth can overflow the stack."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-    return False
+    Level by level rather than recursive, so no depth can overflow the stack."""
+    level = [value]
+    for _ in range(limit):
+        deeper = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True
 
 
 def _too_deep(max_depth: int) -> BadRequest:
