@@ -13,7 +13,6 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote_from_bytes
 
 import aiohttp
 from yarl import URL
@@ -66,10 +65,6 @@ KNOWN_ROUTES = frozenset(
 # A `.` or `..` segment (after percent-decoding): an upstream that normalizes paths would
 # take `/v1/../admin` out of the API the gateway guards.
 DOT_SEGMENT = re.compile(r"/\.{1,2}(?:/|$)")
-
-
-URL_SAFE = bytes(range(0x21, 0x7F))
-NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
 
 
 def route_label(path: str) -> str:
@@ -387,11 +382,8 @@ def check_headers(headers: list[tuple[bytes, bytes]], max_bytes: int) -> None:
 
 
 def upstream_target(scope) -> str:
-    """The part after `/v1`, kept byte for byte (percent-encoding and query intact); only
-    bytes a URL may not hold raw (non-ASCII, controls) are percent-encoded."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    query: bytes = scope.get("query_string", b"")
-    target = raw_path[3:] + b"?" + query if query else raw_path[3:]
-    if NOT_URL_SAFE.search(target):
-        target = quote_from_bytes(target, safe=URL_SAFE).encode()
-    return target.decode("ascii")
+    """The part after `/v1`, kept byte for byte (percent-encoding and query intact)."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    target = raw_path.decode("latin-1")[3:]
+    query = scope.get("query_string", b"")
+    return f"{target}?{query.decode('latin-1')}" if query else target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import string
 from contextlib import asynccontextmanager
 from urllib.parse import quote, unquote
@@ -256,3 +257,24 @@ def test_a_token_reservation_is_never_below_the_prompt_estimate(request, path):
     """`max_tokens: -1e9` must not credit the key's token window, nor `Infinity` break admission."""
     body = json.dumps(request).encode()
     assert reservation(path, body, request, 4096) >= estimate_prompt_tokens(body)
+
+
+
+@pytest.mark.parametrize(("value", "status"), [(b"caf\xc3\xa9", 200), (b"caf\xe9", 400)])
+def test_over_real_http_a_non_ascii_header_value_is_forwarded_byte_for_byte_or_refused(
+        gateway_process, broken, value, status):
+    """uvicorn lets bytes past 0x7F through in header values; the upstream client writes UTF-8,
+    so UTF-8 values pass unchanged and others are refused rather than silently re-encoded."""
+    fuzz_id = f"raw-header-{status}"
+    port = int(gateway_process.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-raw-header\r\nx-note: " + value
+                     + b"\r\nx-fuzz-id: " + fuzz_id.encode() + b"\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
+    if status == 200:
+        assert forwarded(broken, fuzz_id).header("x-note").encode("latin-1") == value
+    else:
+        assert b'"code": "invalid_header"' in reply and forwarded(broken, fuzz_id) is None
