@@ -126,6 +126,7 @@ def test_a_stalled_body_is_504_timeout(gateway, redis_server):
 def test_invalid_json_from_the_upstream_is_502_bad_response(gateway, redis_server):
     assert_openai_error(post(gateway, "sk-invalid-json", "invalid-json"), 502, "upstream_bad_response")
     assert_settled_and_free(gateway, redis_server, "sk-invalid-json", 0)
+    assert 'distillguard_upstream_errors_total{kind="broken_response"}' in gateway.metrics()
 
 
 def test_gzip_that_does_not_decode_is_502_bad_response(gateway, redis_server):
