@@ -26,6 +26,11 @@ class GatewayError(Exception):
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code)
 
+    def event(self) -> bytes:
+        """The error as a stream's last server-sent event, for a stream already under way
+        (OpenAI's clients raise it as an APIError)."""
+        return b"data: " + self.body() + b"\n\n"
+
 
 def error_body(message: str, type_: str, code: str | None) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}).encode()
@@ -90,9 +95,19 @@ class RateLimited(GatewayError):
 
 
 class UpstreamUnreachable(GatewayError):
+    """No connection to the upstream, or it closed the connection before answering."""
+
     status = 502
     type = "upstream_error"
     code = "upstream_unreachable"
+
+
+class UpstreamBadResponse(GatewayError):
+    """The upstream answered, but the answer broke off or cannot be read."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_bad_response"
 
 
 class LimiterUnavailable(GatewayError):
@@ -102,6 +117,8 @@ class LimiterUnavailable(GatewayError):
 
 
 class UpstreamTimeout(GatewayError):
+    """The upstream sent nothing for `upstream.timeout`, before or during its answer."""
+
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"

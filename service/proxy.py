@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -22,19 +23,22 @@ from . import metrics
 from .config import Settings
 from .errors import (
     BadRequest,
-    BodyTooLarge,
     GatewayError,
     KeyBlocked,
     MissingKey,
     RateLimited,
+    UpstreamBadResponse,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
 from .keys import KeyHasher, raw_key_from_headers
 from .limits import Admission, Limiter
+from .reply import Reply, cancel_on_disconnect, internal_error, send_error
+from .request_body import parse_json_body, read_body
 from .usage import (
     STREAMABLE_PATHS,
     StreamAccountant,
+    UnreadableBody,
     Usage,
     estimate_prompt_tokens,
     reservation,
@@ -56,6 +60,11 @@ KNOWN_ROUTES = frozenset(
         "/v1/moderations", "/v1/images/generations", "/v1/audio/transcriptions", "/v1/audio/speech",
     }
 )
+
+
+# A `.` or `..` segment (after percent-decoding): an upstream that normalizes paths would
+# take `/v1/../admin` out of the API the gateway guards.
+DOT_SEGMENT = re.compile(r"/\.{1,2}(?:/|$)")
 
 
 def route_label(path: str) -> str:
@@ -133,7 +142,8 @@ class Proxy:
         path: str = scope["path"]
         try:
             exchange = await self._admit(scope, receive, started)
-        except GatewayError as error:
+        except Exception as exc:  # noqa: BLE001 - nothing is sent yet: every failure is answered in OpenAI's shape
+            error = exc if isinstance(exc, GatewayError) else internal_error("admission", exc)
             await send_error(send, error)
             metrics.REQUESTS.labels(route_label(path), str(error.status), getattr(error, "tier", "")).inc()
             return
@@ -142,8 +152,7 @@ class Proxy:
     async def _admit(self, scope, receive, started: float) -> Exchange:
         received_at = time.time()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if sum(len(name) + len(value) for name, value in headers) > self.settings.max_header_bytes:
-            raise BadRequest("Request headers are too large.", code="headers_too_large")
+        check_headers(headers, self.settings.max_header_bytes)
         raw_key = raw_key_from_headers(headers)
         if raw_key is None:
             raise MissingKey(
@@ -151,14 +160,16 @@ class Proxy:
             )
         key_id = self.hasher.key_id(raw_key)
         self.limiter.tier_block(key_id)
-        body = await read_body(receive, headers, self.settings.max_body_bytes)
         method: str = scope["method"]
         path: str = scope["path"]
-        request = parse_json_body(method, headers, body)
+        if DOT_SEGMENT.search(path):
+            raise BadRequest("The path has '.' or '..' segments.", code="invalid_path")
+        body = await read_body(receive, headers, self.settings.max_body_bytes)
+        request = parse_json_body(method, headers, body, self.settings.max_json_depth)
         strip_usage = False
         if request is not None and request.get("stream") is True and path.endswith(STREAMABLE_PATHS):
             options = request.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage")):
+            if options is None or (isinstance(options, dict) and not options.get("include_usage")):
                 request["stream_options"] = {**(options or {}), "include_usage": True}
                 body = json.dumps(request).encode()
                 strip_usage = True
@@ -184,23 +195,20 @@ class Proxy:
         away (one extra task per request, not two)."""
         admission = exchange.admission
         forwarding = asyncio.current_task()
-        disconnected, answered = asyncio.Event(), asyncio.Event()
-
-        async def send_tracked(message) -> None:
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                answered.set()
-
-        watcher = asyncio.ensure_future(cancel_on_disconnect(receive, forwarding, disconnected, answered))
+        reply = Reply(send)
+        disconnected = asyncio.Event()
+        watcher = asyncio.ensure_future(cancel_on_disconnect(receive, forwarding, disconnected, reply.answered))
         self.in_flight[admission.request_id] = admission
         metrics.IN_FLIGHT.inc()
         try:
-            await self._forward(exchange, send_tracked)
+            await self._forward(exchange, reply)
         except asyncio.CancelledError:
             if not disconnected.is_set():
                 raise
             forwarding.uncancel()
             exchange.status = exchange.status or 499
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: still an answer in OpenAI's shape, never uvicorn's
+            await self._fail(exchange, reply, internal_error("forwarding", exc))
         finally:
             watcher.cancel()
             metrics.IN_FLIGHT.dec()
@@ -208,7 +216,7 @@ class Proxy:
             exchange.finished = time.perf_counter()
             self._after(exchange)
 
-    async def _forward(self, exchange: Exchange, send) -> None:
+    async def _forward(self, exchange: Exchange, reply: Reply) -> None:
         admission = exchange.admission
         url = URL(self.base_url + exchange.upstream_target, encoded=True)
         upstream_headers = self._upstream_headers(exchange.headers)
@@ -218,14 +226,19 @@ class Proxy:
                 exchange.method, url, headers=upstream_headers, data=exchange.body or None,
                 timeout=self.timeout, allow_redirects=False,
             )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            await self._fail(exchange, send, UpstreamTimeout("The upstream did not answer in time."))
+            await self._fail(exchange, reply, UpstreamTimeout("The upstream did not answer in time."))
+            return
+        except aiohttp.ClientResponseError as exc:  # it answered, but not in HTTP we can read
+            metrics.UPSTREAM_ERRORS.labels("broken_response").inc()
+            log.warning("upstream answer unreadable: %s", type(exc).__name__)
+            await self._fail(exchange, reply, UpstreamBadResponse("The upstream's answer could not be read."))
             return
         except aiohttp.ClientError as exc:
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream unreachable: %s", type(exc).__name__)
-            await self._fail(exchange, send, UpstreamUnreachable("The upstream could not be reached."))
+            await self._fail(exchange, reply, UpstreamUnreachable("The upstream could not be reached."))
             return
         exchange.upstream_seconds = time.perf_counter() - sent_at
         async with response:
@@ -238,46 +251,62 @@ class Proxy:
             content_type = response.headers.get("content-type", "")
             try:
                 if content_type.startswith("text/event-stream"):
-                    await self._relay_stream(exchange, response, headers, send)
+                    await self._relay_stream(exchange, response, headers, reply)
                 else:
-                    await self._relay_body(exchange, response, headers, send)
-            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    await self._relay_body(exchange, response, headers, reply)
+            except TimeoutError:
+                metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+                log.warning("upstream stalled mid-answer")
+                await self._fail(exchange, reply, UpstreamTimeout("The upstream stopped sending its answer."))
+            except (aiohttp.ClientError, UnreadableBody) as exc:
                 metrics.UPSTREAM_ERRORS.labels("broken_response").inc()
-                log.warning("upstream response broke off: %s", type(exc).__name__)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                log.warning("upstream answer broke off or is unreadable: %s", exc if isinstance(
+                    exc, UnreadableBody) else type(exc).__name__)
+                await self._fail(exchange, reply, UpstreamBadResponse("The upstream's answer broke off or is unreadable."))
 
     async def _relay_body(self, exchange: Exchange, response, headers, send) -> None:
+        """Read whole before anything is sent, so a body that breaks off or does not parse
+        is still answered with an error rather than relayed as if whole."""
         read_at = time.perf_counter()
         body = await response.read()
         exchange.upstream_seconds += time.perf_counter() - read_at
+        if response.headers.get("content-type", "").startswith("application/json"):
+            encoding = response.headers.get("content-encoding", "").strip().lower()
+            exchange.usage = usage_from_body(body, encoding)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        if response.headers.get("content-type", "").startswith("application/json"):
-            exchange.usage = usage_from_body(body, response.headers.get("content-encoding"))
 
     async def _relay_stream(self, exchange: Exchange, response, headers, send) -> None:
         accountant = exchange.accountant = StreamAccountant(strip_usage_chunk=exchange.strip_usage)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         upstream_wait = 0.0
-        while True:
-            read_at = time.perf_counter()
-            chunk = await response.content.readany()
-            upstream_wait += time.perf_counter() - read_at
-            if not chunk:
-                break
-            events = accountant.feed(chunk)
-            if events:
-                if exchange.first_chunk_at is None:
-                    exchange.first_chunk_at = time.perf_counter()
-                await send({"type": "http.response.body", "body": events, "more_body": True})
-        exchange.upstream_seconds += upstream_wait
+        try:
+            while True:
+                read_at = time.perf_counter()
+                chunk = await response.content.readany()
+                upstream_wait += time.perf_counter() - read_at
+                if not chunk:
+                    break
+                events = accountant.feed(chunk)
+                if events:
+                    if exchange.first_chunk_at is None:
+                        exchange.first_chunk_at = time.perf_counter()
+                    await send({"type": "http.response.body", "body": events, "more_body": True})
+        finally:
+            exchange.upstream_seconds += upstream_wait
+            exchange.usage = accountant.usage
         await send({"type": "http.response.body", "body": accountant.flush(), "more_body": False})
-        exchange.usage = accountant.usage
 
-    async def _fail(self, exchange: Exchange, send, error: GatewayError) -> None:
-        exchange.status = error.status
-        await send_error(send, error, exchange.admission.headers)
+    async def _fail(self, exchange: Exchange, reply: Reply, error: GatewayError) -> None:
+        """Tell the client the one way still open: an error response if nothing was sent yet,
+        else a last error event on a stream, else just the end of the body."""
+        if not reply.started:
+            exchange.status = error.status
+            await send_error(reply, error, exchange.admission.headers)
+        elif not reply.finished:
+            last = error.event() if exchange.accountant is not None else b""
+            await reply({"type": "http.response.body", "body": last, "more_body": False})
 
     def _upstream_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
         out = []
@@ -285,7 +314,7 @@ class Proxy:
             lowered = name.lower()
             if lowered in HOP_BY_HOP or (self.upstream_auth and lowered in KEY_HEADERS):
                 continue
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
+            out.append((name.decode("ascii"), value.decode("utf-8")))  # as checked at admission
         if self.upstream_auth:
             out.append((self.upstream_auth[0].decode(), self.upstream_auth[1].decode()))
         return out
@@ -339,76 +368,22 @@ class Proxy:
                 await self.limiter.renew(list(self.in_flight.values()))
 
 
+def check_headers(headers: list[tuple[bytes, bytes]], max_bytes: int) -> None:
+    """Headers within `max_bytes`, with names in ASCII and values in UTF-8: the upstream
+    client writes UTF-8, so any other bytes could not reach the upstream as they came."""
+    if sum(len(name) + len(value) for name, value in headers) > max_bytes:
+        raise BadRequest("Request headers are too large.", code="headers_too_large")
+    for name, value in headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode("ascii"), value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("Header names must be ASCII and values UTF-8.", code="invalid_header") from None
+
+
 def upstream_target(scope) -> str:
     """The part after `/v1`, kept byte for byte (percent-encoding and query intact)."""
     raw_path = scope.get("raw_path") or scope["path"].encode()
     target = raw_path.decode("latin-1")[3:]
     query = scope.get("query_string", b"")
     return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-async def read_body(receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it passes `limit`."""
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise BodyTooLarge(f"Request body is larger than the {limit}-byte maximum.")
-            except ValueError:
-                raise BadRequest("Content-Length is not a number.", code="invalid_header") from None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest("The client disconnected while sending the body.", code="client_disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"Request body is larger than the {limit}-byte maximum.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def parse_json_body(method: str, headers: list[tuple[bytes, bytes]], body: bytes) -> dict | None:
-    """The JSON request, or None for bodies that are not JSON; malformed JSON is refused
-    with 400 here, so upstream and limits always agree on what was asked."""
-    if not body or method in ("GET", "HEAD", "DELETE"):
-        return None
-    content_type = next((value for name, value in headers if name == b"content-type"), b"")
-    if content_type and not content_type.startswith(b"application/json"):
-        return None
-    try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(request, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    return request
-
-
-async def cancel_on_disconnect(
-    receive, task: asyncio.Task, disconnected: asyncio.Event, answered: asyncio.Event
-) -> None:
-    """Waits for the client's disconnect and, unless the answer was already sent whole,
-    cancels the forwarding task, whose upstream connection then closes too."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not answered.is_set():
-                disconnected.set()
-                task.cancel()
-            return
-
-
-async def send_error(send, error: GatewayError, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = error.body()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *error.headers,
-        *extra_headers,
-    ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

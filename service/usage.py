@@ -8,6 +8,7 @@ prompt estimate plus one token per content chunk already relayed.
 
 from __future__ import annotations
 
+import gzip
 import json
 import zlib
 from dataclasses import dataclass
@@ -43,9 +44,9 @@ def reservation(path: str, body: bytes, request: dict | None, default_max_tokens
         or default_max_tokens
     )
     choices = request.get("n") or 1
-    try:
-        return prompt + int(max_out) * max(int(choices), 1)
-    except (TypeError, ValueError):
+    try:  # a negative or absurd ask must never lower the reservation nor break admission
+        return prompt + max(int(max_out), 0) * max(int(choices), 1)
+    except (TypeError, ValueError, OverflowError):
         return prompt + default_max_tokens
 
 
@@ -58,25 +59,43 @@ def usage_from_mapping(usage: object) -> Usage | None:
         prompt = usage["total_tokens"]
     try:
         return Usage(int(prompt), int(completion))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+class UnreadableBody(ValueError):
+    """The upstream's JSON answer does not decode or parse: relaying it would hand the
+    client a broken answer as if it were whole."""
 
 
 def usage_from_body(body: bytes, content_encoding: str | None) -> Usage | None:
-    """`usage` of a whole JSON response, decompressing gzip or deflate when needed."""
+    """`usage` of a whole JSON response, decompressing gzip or deflate when needed; raises
+    UnreadableBody when the body claims JSON and is not. Unknown encodings pass unread."""
+    if not body:
+        return None
     if content_encoding in ("gzip", "deflate"):
-        try:
-            body = zlib.decompress(body, 47 if content_encoding == "gzip" else 15)
-        except zlib.error:
-            return None
+        body = _decompress(body, content_encoding)
     elif content_encoding not in (None, "", "identity"):
         return None
-    if b'"usage"' not in body:
-        return None
     try:
-        return usage_from_mapping(json.loads(body).get("usage"))
-    except (ValueError, AttributeError):
+        answer = json.loads(body)
+    except RecursionError:  # deep, but JSON: the client may parse it, the usage is not there
         return None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise UnreadableBody(f"not JSON: {type(exc).__name__}") from None
+    return usage_from_mapping(answer.get("usage")) if isinstance(answer, dict) else None
+
+
+def _decompress(body: bytes, content_encoding: str) -> bytes:
+    try:
+        if content_encoding == "gzip":
+            return gzip.decompress(body)  # checks the trailer's CRC and size, takes several members
+        try:
+            return zlib.decompress(body)  # deflate as the RFC says: zlib-wrapped
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)  # raw, as some servers send it
+    except (OSError, EOFError, zlib.error):
+        raise UnreadableBody(f"{content_encoding} body does not decode") from None
 
 
 class StreamAccountant:

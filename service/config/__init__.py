@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=2)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
