@@ -125,7 +125,9 @@ class Proxy:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.settings.upstream.max_connections, keepalive_timeout=60, ttl_dns_cache=300
+            limit=self.settings.upstream.max_connections,
+            keepalive_timeout=self.settings.upstream.keepalive_timeout,
+            ttl_dns_cache=300,
         )
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")

@@ -97,8 +97,12 @@ class UpstreamConfig(StrictModel):
     timeout: float = 600.0
     connect_timeout: float = 5.0
     max_connections: int = Field(default=1000, ge=1)
+    # Idle pooled connections are dropped after this, below the 5 s idle timeout of uvicorn,
+    # vLLM and many servers, so a request is never sent on a connection the upstream is closing
+    # (that race answers 502 mid-conversation). Raise it only for upstreams that keep longer.
+    keepalive_timeout: float = Field(default=4.0, gt=0)
 
-    _parse_timeouts = field_validator("timeout", "connect_timeout", mode="before")(
+    _parse_timeouts = field_validator("timeout", "connect_timeout", "keepalive_timeout", mode="before")(
         lambda cls, v: parse_duration(v)
     )
 
