@@ -1,0 +1,120 @@
+"""The gateway's buffer of detection events not yet in Redis: per shard, oldest first.
+
+Every finished request's features pass through it. Normally an event stays for one round
+trip; while Redis is unreachable events pile up here and leave, in order, when it returns.
+Bounded by count and bytes: past either bound the oldest waiting event is dropped (and
+returned, so the caller counts it). The batch being sent of each shard is never dropped,
+because it may already be in Redis. Plain synchronous data: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+# One event: its fields flattened (name, value, name, value, ...), as the append script takes them.
+Event = tuple[str, ...]
+
+
+def flatten(fields: dict[str, str]) -> Event:
+    return tuple(item for pair in fields.items() for item in pair)
+
+
+def event_bytes(event: Event) -> int:
+    """What the bound counts: the characters of the names and values (the process holds ~3x)."""
+    return sum(map(len, event))
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one shard sent in one script call, under one sequence number.
+
+    A retry sends the very same events under the same number, and the script skips a number
+    it has already applied: a call that succeeded but whose reply was lost appends nothing twice.
+    """
+
+    seq: int
+    events: list[Event]
+    size: int
+
+
+@dataclass(slots=True)
+class _Shard:
+    waiting: deque = field(default_factory=deque)  # (arrival number, event, bytes), oldest first
+    sending: Batch | None = None
+    last_seq: int = 0
+
+
+class EventSpool:
+    """Events waiting for their stream shard, bounded by `max_events` and `max_bytes`."""
+
+    def __init__(self, streams: int, max_events: int, max_bytes: int, batch: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.batch = batch
+        self.shards = [_Shard() for _ in range(streams)]
+        self.events = 0  # held now, batches being sent included
+        self.bytes = 0
+        self._arrivals = 0
+        self._nonempty: set[int] = set()  # shards with waiting events
+
+    def __len__(self) -> int:
+        return self.events
+
+    def add(self, shard: int, event: Event) -> int:
+        """Queue one event at its shard's tail; returns how many old events the bound dropped."""
+        size = event_bytes(event)
+        self._arrivals += 1
+        self.shards[shard].waiting.append((self._arrivals, event, size))
+        self._nonempty.add(shard)
+        self.events += 1
+        self.bytes += size
+        dropped = 0
+        while (self.events > self.max_events or self.bytes > self.max_bytes) and self._nonempty:
+            self._drop_oldest()
+            dropped += 1
+        return dropped
+
+    def _drop_oldest(self) -> None:
+        """The oldest waiting event of all shards goes (a scan over the shards that hold some)."""
+        shard = min(self._nonempty, key=lambda s: self.shards[s].waiting[0][0])
+        waiting = self.shards[shard].waiting
+        _, _, size = waiting.popleft()
+        if not waiting:
+            self._nonempty.discard(shard)
+        self.events -= 1
+        self.bytes -= size
+
+    def batches(self) -> dict[int, Batch]:
+        """Each shard's batch to send now: the one that failed before, unchanged, else its oldest waiting events."""
+        ready = {}
+        for shard in sorted(self._nonempty):
+            state = self.shards[shard]
+            if state.sending is None:
+                events, size = [], 0
+                while state.waiting and len(events) < self.batch:
+                    _, event, event_size = state.waiting.popleft()
+                    events.append(event)
+                    size += event_size
+                if not state.waiting:
+                    self._nonempty.discard(shard)
+                state.last_seq += 1
+                state.sending = Batch(state.last_seq, events, size)
+        for shard, state in enumerate(self.shards):
+            if state.sending is not None:
+                ready[shard] = state.sending
+        return ready
+
+    def sent(self, shard: int) -> int:
+        """The shard's batch is in Redis (or was given up): forget it; returns its event count."""
+        state = self.shards[shard]
+        batch, state.sending = state.sending, None
+        if batch is None:
+            return 0
+        self.events -= len(batch.events)
+        self.bytes -= batch.size
+        return len(batch.events)
+
+    @property
+    def idle(self) -> bool:
+        return self.events == 0
