@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from typing import Self
 
 import httpx
 import pytest
@@ -244,7 +245,7 @@ class Load:
     def total(self) -> int:
         return sum(self.answered.values())
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -285,8 +286,9 @@ def test_a_redis_crash_under_load_loses_no_event_and_the_scorer_counts_every_req
         held = metric_value(gateway.metrics(), "distillguard_events_spool_entries")
         durable_redis.start()  # same port, same directory: it reloads its append-only file
         wait_until(lambda: load.total > at_crash + 400, timeout=30, what="traffic after the restart")
-    served = load.total
-    assert load.failures == 0 and set(load.statuses) == {200}
+    served = load.total; print("served", served, time.monotonic())
+    # Every request is answered: served, or refused once the scorer throttles a harvesting key.
+    assert load.failures == 0 and set(load.statuses) <= {200, 429}
     assert held > 50, "the gateway should have held the outage's events"
     wait_until(lambda: sum(stream_lengths(durable_redis.url).values()) >= served, timeout=30,
                what="the spool flushed")
@@ -305,7 +307,7 @@ def test_a_redis_crash_under_load_loses_no_event_and_the_scorer_counts_every_req
                   if g["name"] == EVENT_GROUP.encode()]
         return len(groups) == STREAMS and all(g["lag"] == 0 and g["pending"] == 0 for g in groups)
 
-    wait_until(scored, timeout=60, what="the scorer caught up")
+    print("before scorer wait", time.monotonic()); wait_until(scored, timeout=60, what="the scorer caught up"); print("after", time.monotonic())
     assert {raw: requests_seen(client, raw) for raw in keys} == load.answered
     assert scorer.proc.poll() is None
     client.close()
