@@ -41,7 +41,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import proxy_bench as pb  # noqa: E402  (its process, readiness and environment helpers)
+import proxy_bench as pb  # its process, readiness and environment helpers
 
 STREAMS = 8
 BIG = 1_000_000_000
@@ -58,9 +58,16 @@ def metric_sum(text: str, name: str, labels: str = "") -> float:
     return total
 
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        return response.read().decode()
+def scrape(url: str, attempts: int = 3) -> str:
+    """/metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=15) as response:
+                return response.read().decode()
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 class Redis:
@@ -180,7 +187,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     served = metric_sum(text, "distillguard_requests_total")
     appended = redis.stream_entries()
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
         "redis": pb.version_of(["redis-server", "--version"]),
@@ -214,7 +221,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--kill-at", type=float, default=5.0, help="seconds into the measured phase")
     parser.add_argument("--outage", type=float, default=10.0, help="seconds Redis stays down")
     parser.add_argument("--keys", type=int, default=300)
-    parser.add_argument("--spool-events", type=int, default=100_000, help="detection.spool.max_events")
+    parser.add_argument("--spool-events", type=int, default=50_000, help="detection.spool.max_events")
     parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for the spool to empty")
     parser.add_argument("--out", help="also write the JSON report here")
     args = parser.parse_args(argv)

@@ -62,8 +62,8 @@ class SpoolSettings(StrictModel):
     """The gateway's buffer of events not yet in Redis (service/events_spool.py, docs/operations.md)."""
 
     # Per gateway worker. Past either bound the oldest waiting events are dropped and counted.
-    max_events: int = Field(default=100_000, ge=100)
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    max_events: int = Field(default=50_000, ge=100)
+    max_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # While Redis fails, appends are retried after a pause that doubles up to this long.
     retry_max: float = 2.0
 
