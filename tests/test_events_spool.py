@@ -281,15 +281,15 @@ def test_a_redis_crash_under_load_loses_no_event_and_the_scorer_counts_every_req
         wait_until(lambda: load.total >= 100, timeout=30, what="traffic before the crash")
         crash(durable_redis)
         at_crash = load.total
-        time.sleep(4)
-        assert load.total > at_crash + 100, "requests stopped being served while Redis was down"
+        wait_until(lambda: load.total >= at_crash + 150, timeout=60, what="requests served while Redis is down")
         held = metric_value(gateway.metrics(), "distillguard_events_spool_entries")
         durable_redis.start()  # same port, same directory: it reloads its append-only file
-        wait_until(lambda: load.total > at_crash + 400, timeout=30, what="traffic after the restart")
-    served = load.total; print("served", served, time.monotonic())
+        at_restart = load.total
+        wait_until(lambda: load.total >= at_restart + 150, timeout=60, what="requests served after the restart")
+    served = load.total
     # Every request is answered: served, or refused once the scorer throttles a harvesting key.
     assert load.failures == 0 and set(load.statuses) <= {200, 429}
-    assert held > 50, "the gateway should have held the outage's events"
+    assert held >= 100, "the gateway should have held the outage's events"
     wait_until(lambda: sum(stream_lengths(durable_redis.url).values()) >= served, timeout=30,
                what="the spool flushed")
     scraped = gateway.metrics()
@@ -307,7 +307,7 @@ def test_a_redis_crash_under_load_loses_no_event_and_the_scorer_counts_every_req
                   if g["name"] == EVENT_GROUP.encode()]
         return len(groups) == STREAMS and all(g["lag"] == 0 and g["pending"] == 0 for g in groups)
 
-    print("before scorer wait", time.monotonic()); wait_until(scored, timeout=60, what="the scorer caught up"); print("after", time.monotonic())
+    wait_until(scored, timeout=60, what="the scorer caught up")
     assert {raw: requests_seen(client, raw) for raw in keys} == load.answered
     assert scorer.proc.poll() is None
     client.close()
