@@ -47,13 +47,15 @@ from detectors.features import RequestFeatures, request_features, to_fields
 
 from . import metrics
 from .config import Settings
-from .events_spool import Batch, EventSpool, flatten
+from .events_spool import Batch, EventSpool, encode_event
 from .proxy import Exchange
 from .store import Store, event_producer_key, event_stream, queue_evalsha
 
 log = logging.getLogger("distillguard.events")
 
-BATCH = 500  # events per shard and script call
+# Events per round trip (shared by the shards, each at least 1): catching up after an
+# outage sends the backlog in steps of a few milliseconds, never one long stall of the loop.
+ROUND_TRIP_EVENTS = 1000
 RETRY_MIN_SECONDS = 0.05
 # A producer's batch mark outlives its last append by this long: far longer than any
 # retry of a batch whose reply was lost can come later.
@@ -87,11 +89,7 @@ def exchange_features(exchange: Exchange, salt: bytes) -> RequestFeatures:
 
 
 def _script_args(batch: Batch, maxlen: int) -> list:
-    args: list = [batch.seq, MARK_TTL_SECONDS, maxlen]
-    for event in batch.events:
-        args.append(len(event))
-        args.extend(event)
-    return args
+    return [batch.seq, MARK_TTL_SECONDS, maxlen, *batch.events]
 
 
 class EventSink:
@@ -106,7 +104,8 @@ class EventSink:
         self.salt = salt
         self.producer = os.urandom(8).hex()  # names this process's batch marks in Redis
         spool = settings.detection.spool
-        self.spool = EventSpool(self.streams, spool.max_events, spool.max_bytes, BATCH)
+        self.spool = EventSpool(self.streams, spool.max_events, spool.max_bytes,
+                                batch=max(1, ROUND_TRIP_EVENTS // self.streams))
         self._waiting = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._unlogged: dict[str, int] = {}
@@ -117,7 +116,7 @@ class EventSink:
     def listen(self, exchange: Exchange) -> None:
         """The proxy's `on_finished` listener: cheap, synchronous, never raises to the caller."""
         features = exchange.features = exchange_features(exchange, self.salt)
-        dropped = self.spool.add(shard_of(features.key_id, self.streams), flatten(to_fields(features)))
+        dropped = self.spool.add(shard_of(features.key_id, self.streams), encode_event(to_fields(features)))
         if dropped:
             self._dropped("spool_full", dropped)
         self._show_depth()

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from detectors.features import from_fields
 from service.config import Settings
 from service.events import EventSink, shard_of
-from service.events_spool import EventSpool, event_bytes
+from service.events_spool import EventSpool, decode_event, event_bytes
 from service.proxy import Exchange
 from service.store import EVENT_GROUP, connect, event_stream
 from tests.conftest import base_config
@@ -31,12 +31,13 @@ from tests.test_scorer import requests_seen
 STREAMS = 4
 
 
-def event(n: int, size: int = 10) -> tuple[str, ...]:
-    return ("n", str(n).rjust(size - 1, "0"))
+def event(n: int, size: int = 10) -> str:
+    """The spool holds events as opaque strings: event n, `size` bytes."""
+    return str(n).rjust(size, "0")
 
 
 def waiting(spool: EventSpool, shard: int) -> list[str]:
-    return [e[1].lstrip("0") for _, e, _ in spool.shards[shard].waiting]
+    return [e.lstrip("0") for _, e, _ in spool.shards[shard].waiting]
 
 
 def _exchange(raw_key: str, i: int) -> Exchange:
@@ -78,12 +79,12 @@ def test_a_batch_being_sent_is_never_dropped_and_is_sent_again_unchanged():
     for n in range(1, 4):
         spool.add(0, event(n))
     first = spool.batches()[0]
-    assert [e[1].lstrip("0") for e in first.events] == ["1", "2"]
+    assert [e.lstrip("0") for e in first.events] == ["1", "2"]
     assert spool.add(0, event(4)) == 1  # over the bound: event 3 goes, not the batch in flight
     assert spool.batches()[0] is first  # its reply was lost: the very same batch, same number
     assert spool.sent(0) == 2
     again = spool.batches()[0]
-    assert [e[1].lstrip("0") for e in again.events] == ["4"] and again.seq == first.seq + 1
+    assert [e.lstrip("0") for e in again.events] == ["4"] and again.seq == first.seq + 1
     assert spool.sent(0) == 1 and spool.idle and spool.bytes == 0
 
 
@@ -100,7 +101,7 @@ def test_a_full_spool_drops_the_oldest_events_and_counts_them():
     assert len(sink.spool) == 100 and dropped("spool_full") - before == 3
     (shard,) = [s for s, state in enumerate(sink.spool.shards) if state.waiting]
     assert shard == shard_of(key_id("sk-one-key"), STREAMS)
-    kept = [from_fields(dict(zip(e[::2], e[1::2], strict=True))).ts for _, e, _ in sink.spool.shards[shard].waiting]
+    kept = [from_fields(decode_event(e)).ts for _, e, _ in sink.spool.shards[shard].waiting]
     assert kept == [1000.0 + i for i in range(3, 103)]
 
 

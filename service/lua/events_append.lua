@@ -4,7 +4,7 @@
 --
 -- KEYS[1] event stream  KEYS[2] this producer's mark for the stream (its last batch number)
 -- ARGV[1] batch number (grows by one per batch, per producer and stream)  ARGV[2] mark TTL s
--- ARGV[3] approximate stream MAXLEN  ARGV[4..] events: a field count, then names and values
+-- ARGV[3] approximate stream MAXLEN  ARGV[4..] events, each a JSON array: name, value, name, value, ...
 --
 -- Returns the number of events appended (0 for a batch already applied).
 
@@ -14,13 +14,8 @@ if seq <= done then
   return 0
 end
 
-local i = 4
-local appended = 0
-while i <= #ARGV do
-  local count = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 1, i + count))
-  i = i + count + 1
-  appended = appended + 1
+for i = 4, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(cjson.decode(ARGV[i])))
 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return appended
+return #ARGV - 3
