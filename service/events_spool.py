@@ -29,7 +29,7 @@ def decode_event(event: Event) -> dict[str, str]:
 
 
 def event_bytes(event: Event) -> int:
-    """What the bound counts: the encoded event's size (the process holds about 1.5x)."""
+    """What the bound counts: the encoded event's size (the process holds about 1.3x)."""
     return len(event)
 
 

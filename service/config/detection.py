@@ -61,7 +61,8 @@ class LinkageSettings(StrictModel):
 class SpoolSettings(StrictModel):
     """The gateway's buffer of events not yet in Redis (service/events_spool.py, docs/operations.md)."""
 
-    # Per gateway worker. Past either bound the oldest waiting events are dropped and counted.
+    # Per gateway worker (an event is about 630 bytes as held). Past either bound the oldest
+    # waiting events are dropped and counted.
     max_events: int = Field(default=50_000, ge=100)
     max_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # While Redis fails, appends are retried after a pause that doubles up to this long.
