@@ -10,7 +10,9 @@ with --workers workers. bench/openloop.py sends --rate requests/s for --duration
 seconds later started again. Meanwhile the gateway's /metrics is read every 0.2 s for the
 spool's depth. At the end, once the spool is empty (or --settle seconds passed):
 
-  requests served  the gateway's own count (distillguard_requests_total, every worker)
+  requests served  the gateway's own count (distillguard_requests_total, every worker;
+                   warm-up and readiness requests included), and how many of them while
+                   Redis was down (as read every 0.2 s: approximate)
   events appended  entries in the event streams (XLEN over every shard)
   events lost      served - appended (positive: lost; negative would be appended twice)
   spool peak       most events (and bytes) the gateway's workers held at once
@@ -58,11 +60,11 @@ def metric_sum(text: str, name: str, labels: str = "") -> float:
     return total
 
 
-def scrape(url: str, attempts: int = 3) -> str:
+def scrape(url: str, attempts: int = 3, timeout: float = 15.0) -> str:
     """/metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=15) as response:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
                 return response.read().decode()
         except OSError:
             if attempt == attempts - 1:
@@ -126,17 +128,19 @@ class SpoolWatch:
         self.url = url
         self.peak_events = 0.0
         self.peak_bytes = 0.0
+        self.requests = 0.0  # the gateway's request count at the last read
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             try:
-                text = scrape(self.url)
+                text = scrape(self.url, attempts=1, timeout=2.0)
             except OSError:
                 continue
             self.peak_events = max(self.peak_events, metric_sum(text, "distillguard_events_spool_entries"))
             self.peak_bytes = max(self.peak_bytes, metric_sum(text, "distillguard_events_spool_bytes"))
+            self.requests = metric_sum(text, "distillguard_requests_total")
 
 
 def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
@@ -169,10 +173,10 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
                             env=pb.child_env(), start_new_session=True)
     time.sleep(args.warmup + args.kill_at)
     redis.kill()
-    killed = time.monotonic()
+    killed, served_at_kill = time.monotonic(), watch.requests
     time.sleep(args.outage)
     redis.start()
-    outage = time.monotonic() - killed
+    outage, served_during_outage = time.monotonic() - killed, watch.requests - served_at_kill
     out, err = load.communicate(timeout=args.duration + args.warmup + 120)
     if load.returncode != 0:
         raise SystemExit(f"openloop failed: {err[-400:]}")
@@ -196,6 +200,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         "duration_s": args.duration,
         "outage_s": round(outage, 2),
         "requests_served": int(served),
+        "requests_served_during_outage": int(served_during_outage),
         "events_appended": appended,
         "events_appended_metric": int(metric_sum(text, "distillguard_events_appended_total")),
         "events_lost": int(served) - appended,
