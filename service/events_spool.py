@@ -20,7 +20,13 @@ Event = str
 
 
 def encode_event(fields: dict[str, str]) -> Event:
-    return json.dumps([item for pair in fields.items() for item in pair], separators=(",", ":"))
+    return json.dumps([_valid(item) for pair in fields.items() for item in pair], separators=(",", ":"))
+
+
+def _valid(text: str) -> str:
+    """Lone surrogates (a path like `/%ED%A0%80` can carry one) become `?`: Redis's JSON decoder
+    refuses them, and one such event would make its whole batch fail."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 def decode_event(event: Event) -> dict[str, str]:

@@ -200,6 +200,26 @@ def test_an_append_redis_refuses_for_good_is_dropped_and_counted_not_retried_for
     client.close()
 
 
+def test_an_event_with_a_lone_surrogate_does_not_spoil_its_batch(own_redis):
+    settings = spool_settings()
+    odd = Exchange("POST", "/v1/chat/\ud800", "/chat/\ud800", "/v1/chat/\ud800", key_id("sk-odd"), "127.0.0.1",
+                   [], b"{}", harvest_request(0), 0.0, received_at=1000.0, status=404, finished=0.01)
+
+    async def run() -> list[dict]:
+        sink = await _sink(own_redis.url, settings)
+        sink.listen(odd)
+        sink.listen(_exchange("sk-odd", 1))
+        assert await sink.flush() is True and sink.spool.idle
+        await sink.store.close()
+        client = redis.asyncio.Redis.from_url(own_redis.url)
+        entries = await client.xrange(event_stream(shard_of(key_id("sk-odd"), STREAMS)))
+        await client.aclose()
+        return [from_fields(fields) for _, fields in entries]
+
+    first, second = asyncio.run(run())
+    assert first.path == "/v1/chat/?" and first.status == 404 and second.ts == 1001.0
+
+
 # ---- a Redis crash under load, through a real gateway and scorer
 
 
