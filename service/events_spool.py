@@ -24,8 +24,8 @@ def encode_event(fields: dict[str, str]) -> Event:
 
 
 def _valid(text: str) -> str:
-    """Lone surrogates (a path like `/%ED%A0%80` can carry one) become `?`: Redis's JSON decoder
-    refuses them, and one such event would make its whole batch fail."""
+    """A lone surrogate (malformed client text that got this far) becomes `?`: Redis's JSON
+    decoder refuses one, and the event would make its whole batch fail."""
     return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
