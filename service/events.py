@@ -1,10 +1,21 @@
-"""Finished requests -> their features -> Redis Streams, off the client's path.
+"""Finished requests -> their features -> Redis Streams, off the client's path, losing none
+to a Redis outage that the spool can hold.
 
 The proxy calls `EventSink.listen` after each request is answered; it computes the
-features (hashes only: never the raw key or prompt text) and queues them. One background
-task drains the queue and appends whole batches in one pipelined round trip. Detection is
-best effort by design: a full queue or a Redis error drops events, counts them and logs,
-and never touches a client's request.
+features (hashes only: never the raw key or prompt text) and adds them to the spool
+(events_spool.py), per stream shard, oldest first. One background task appends each
+shard's oldest batch, all shards in one pipelined round trip; the client never waits on it.
+
+While Redis is unreachable (or an append fails) the events stay in the spool and the task
+retries with a backoff doubling up to `detection.spool.retry_max`; when Redis answers
+again each shard's backlog goes first, in order, before anything newer. Only past the
+spool's bound (`detection.spool.max_events`, `max_bytes`, per worker) are the oldest
+dropped, counted in `distillguard_events_dropped_total{reason="spool_full"}` and logged.
+
+Each append is `events_append.lua` under a batch number that grows per process and shard:
+a retry of a batch whose reply was lost (Redis killed or stalled mid-call) finds its
+number applied and appends nothing, so every event is appended once and the scorer,
+which counts stream entries exactly once (scoring/scorer.py), counts every request once.
 
 Events are sharded by key_id over `detection.streams` streams, each with its own hash tag
 (`dg:{events:N}`): a Redis Cluster spreads the shards over its masters, and one key's
@@ -15,23 +26,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import zlib
 
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.features import RequestFeatures, request_features, to_fields
 
 from . import metrics
 from .config import Settings
+from .events_spool import Batch, EventSpool, encode_event
 from .proxy import Exchange
-from .store import Store, event_stream
+from .store import Store, event_producer_key, event_stream, queue_evalsha
 
 log = logging.getLogger("distillguard.events")
 
-QUEUE_SIZE = 10_000
-BATCH = 500
+# Events per round trip (shared by the shards, each at least 1): catching up after an
+# outage sends the backlog in steps of a few milliseconds, never one long stall of the loop.
+ROUND_TRIP_EVENTS = 1000
+RETRY_MIN_SECONDS = 0.05
+# A producer's batch mark outlives its last append by this long: far longer than any
+# retry of a batch whose reply was lost can come later.
+MARK_TTL_SECONDS = 86400
 LOG_EVERY_SECONDS = 10.0
+# Reply errors that pass (Redis loading its data, a failover, a full Redis): retried.
+# Any other reply error would recur on every retry: its batch is dropped and counted.
+PASSING_ERRORS = (ConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, TryAgainError,
+                  ClusterDownError, MasterDownError, OutOfMemoryError)
 
 
 def shard_of(key_id: str, streams: int) -> int:
@@ -55,70 +88,124 @@ def exchange_features(exchange: Exchange, salt: bytes) -> RequestFeatures:
     )
 
 
+def _script_args(batch: Batch, maxlen: int) -> list:
+    return [batch.seq, MARK_TTL_SECONDS, maxlen, *batch.events]
+
+
 class EventSink:
-    """A bounded queue of feature records and the task that appends them to the streams."""
+    """The spool of feature records and the task that appends them to the streams."""
 
     def __init__(self, store: Store, settings: Settings, salt: bytes) -> None:
-        self.client = store.client
+        self.store = store
         self.streams = settings.detection.streams
         self.maxlen = settings.detection.stream_maxlen
         self.timeout = max(settings.redis_timeout, 1.0)
+        self.retry_max = settings.detection.spool.retry_max
         self.salt = salt
-        self.queue: asyncio.Queue[tuple[int, dict[str, str]]] = asyncio.Queue(QUEUE_SIZE)
+        self.producer = os.urandom(8).hex()  # names this process's batch marks in Redis
+        spool = settings.detection.spool
+        self.spool = EventSpool(self.streams, spool.max_events, spool.max_bytes,
+                                batch=max(1, ROUND_TRIP_EVENTS // self.streams))
+        self._waiting = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._unlogged: dict[str, int] = {}
         self._last_log = 0.0
+        self._failing_since: float | None = None
+        self._last_outage_log = 0.0
 
     def listen(self, exchange: Exchange) -> None:
         """The proxy's `on_finished` listener: cheap, synchronous, never raises to the caller."""
         features = exchange.features = exchange_features(exchange, self.salt)
-        try:
-            self.queue.put_nowait((shard_of(features.key_id, self.streams), to_fields(features)))
-        except asyncio.QueueFull:
-            self._dropped("queue_full", 1)
+        dropped = self.spool.add(shard_of(features.key_id, self.streams), encode_event(to_fields(features)))
+        if dropped:
+            self._dropped("spool_full", dropped)
+        self._show_depth()
+        self._waiting.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._drain_forever())
+        self._task = asyncio.create_task(self._flush_forever())
 
     async def close(self, timeout: float = 2.0) -> None:
-        """Stop the drain task, then append whatever is still queued (bounded by `timeout`)."""
+        """Stop the flush task, then append whatever the spool holds (bounded by `timeout`)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         try:
             async with asyncio.timeout(timeout):
-                while not self.queue.empty():
-                    await self._append(self._take_batch([]))
+                while not self.spool.idle:
+                    if not await self.flush():
+                        await asyncio.sleep(RETRY_MIN_SECONDS)
         except TimeoutError:
-            self._dropped("shutdown", self.queue.qsize())
+            self._dropped("shutdown", len(self.spool))
 
-    async def _drain_forever(self) -> None:
+    async def _flush_forever(self) -> None:
+        delay = RETRY_MIN_SECONDS
         while True:
-            first = await self.queue.get()
-            await self._append(self._take_batch([first]))
+            await self._waiting.wait()
+            self._waiting.clear()
+            while not self.spool.idle:
+                if await self.flush():
+                    delay = RETRY_MIN_SECONDS
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
 
-    def _take_batch(self, batch: list) -> list:
-        while len(batch) < BATCH:
-            try:
-                batch.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
-
-    async def _append(self, batch: list[tuple[int, dict[str, str]]]) -> None:
-        if not batch:
-            return
+    async def flush(self) -> bool:
+        """Send each shard's oldest batch in one round trip; False when Redis did not take them all."""
+        batches = self.spool.batches()
+        if not batches:
+            return True
+        script = self.store.scripts["events_append"]
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for shard, fields in batch:
-                        pipe.xadd(event_stream(shard), fields, maxlen=self.maxlen, approximate=True)
-                    await pipe.execute()
+                for _ in range(2):
+                    async with self.store.client.pipeline(transaction=False) as pipe:
+                        for shard, batch in batches.items():
+                            keys = [event_stream(shard), event_producer_key(shard, self.producer)]
+                            queue_evalsha(pipe, script.sha, keys, _script_args(batch, self.maxlen))
+                        results = await pipe.execute(raise_on_error=False)
+                    if not any(isinstance(result, NoScriptError) for result in results):
+                        break
+                    await self.store.load_scripts()  # Redis restarted and forgot the scripts
         except (RedisError, OSError, TimeoutError) as exc:
-            metrics.REDIS_ERRORS.labels("events").inc()
-            self._dropped("redis_error", len(batch), exc)
+            self._failed(exc)
+            return False
+        failure: Exception | None = None
+        for shard, result in zip(batches, results):
+            if isinstance(result, PASSING_ERRORS + (NoScriptError,)):
+                failure = result
+            elif isinstance(result, Exception):
+                self._dropped("redis_refused", self.spool.sent(shard), result)
+            else:  # appended now, or (0) by an earlier call whose reply was lost
+                metrics.EVENTS_APPENDED.inc(self.spool.sent(shard))
+        self._show_depth()
+        if failure is not None:
+            self._failed(failure)
+            return False
+        self._recovered()
+        return True
+
+    def _show_depth(self) -> None:
+        metrics.EVENTS_SPOOLED.set(self.spool.events)
+        metrics.EVENTS_SPOOLED_BYTES.set(self.spool.bytes)
+
+    def _failed(self, exc: Exception) -> None:
+        """Count the failed call; log when appends start failing, then every `LOG_EVERY_SECONDS`."""
+        metrics.REDIS_ERRORS.labels("events").inc()
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._last_outage_log < LOG_EVERY_SECONDS:
             return
-        metrics.EVENTS_APPENDED.inc(len(batch))
+        self._last_outage_log = now
+        log.warning("appending detection events failed (%s: %s); %d events (%d bytes) held in the spool, retrying",
+                    type(exc).__name__, exc, self.spool.events, self.spool.bytes)
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            log.warning("detection events appended again after %.1fs of failures; spool holds %d",
+                        time.monotonic() - self._failing_since, self.spool.events)
+            self._failing_since = None
 
     def _dropped(self, reason: str, count: int, exc: Exception | None = None) -> None:
         """Count every drop; log at most once per `LOG_EVERY_SECONDS` with the totals since."""

@@ -61,6 +61,15 @@ EVENTS_APPENDED = Counter("distillguard_events_appended_total", "Request feature
 EVENTS_DROPPED = Counter(
     "distillguard_events_dropped_total", "Request features lost before reaching a stream.", ["reason"]
 )
+# Events waiting in a gateway worker's spool for Redis (service/events_spool.py); summed over workers.
+EVENTS_SPOOLED = Gauge(
+    "distillguard_events_spool_entries", "Request features held for the event streams, not yet appended.",
+    multiprocess_mode="livesum",
+)
+EVENTS_SPOOLED_BYTES = Gauge(
+    "distillguard_events_spool_bytes", "Size of the held request features (field names and values).",
+    multiprocess_mode="livesum",
+)
 EVENTS_CONSUMED = Counter(
     "distillguard_events_consumed_total",
     "Stream entries the scorer took in: counted in a key's window, already counted (replayed), or unreadable.",

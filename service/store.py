@@ -18,7 +18,7 @@ from redis.commands.core import AsyncScript
 log = logging.getLogger("distillguard.store")
 
 SCRIPT_NAMES = ("admit", "window_admit", "settle", "renew", "checkpoint", "lease_take", "lease_release",
-                "signature_save", "linkage_publish", "clusters_replace")
+                "signature_save", "linkage_publish", "clusters_replace", "events_append")
 # Connections per Redis node and process: bursts queue for one (bounded by the Redis
 # timeout) rather than open thousands of sockets.
 MAX_CONNECTIONS = 256
@@ -69,6 +69,11 @@ def event_stream(shard: int) -> str:
 
 def shard_lease_key(shard: int) -> str:
     return f"dg:{{events:{shard}}}:lease"
+
+
+def event_producer_key(shard: int, producer: str) -> str:
+    """A gateway process's last batch number appended to a shard (events_append.lua)."""
+    return f"dg:{{events:{shard}}}:producer:{producer}"
 
 
 def key_state_key(key_id: str) -> str:

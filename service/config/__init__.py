@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .base import ConfigError, StrictModel, parse_duration
-from .detection import DetectionConfig, LadderSettings, LinkageSettings
+from .detection import DetectionConfig, LadderSettings, LinkageSettings, SpoolSettings
 from .gateway import (
     SECRET_HEADERS,
     IpLimit,
@@ -47,6 +47,7 @@ __all__ = [
     "RecordingConfig",
     "ReviewerEntry",
     "Settings",
+    "SpoolSettings",
     "StrictModel",
     "TierLimits",
     "UpstreamConfig",

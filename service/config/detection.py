@@ -58,6 +58,19 @@ class LinkageSettings(StrictModel):
         return self
 
 
+class SpoolSettings(StrictModel):
+    """The gateway's buffer of events not yet in Redis (service/events_spool.py, docs/operations.md)."""
+
+    # Per gateway worker (an event is about 630 bytes as held). Past either bound the oldest
+    # waiting events are dropped and counted.
+    max_events: int = Field(default=50_000, ge=100)
+    max_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    # While Redis fails, appends are retried after a pause that doubles up to this long.
+    retry_max: float = 2.0
+
+    _parse_retry = field_validator("retry_max", mode="before")(lambda cls, v: parse_duration(v))
+
+
 class DetectionConfig(StrictModel):
     enabled: bool = True
     streams: int = Field(default=8, ge=1, le=1024)
@@ -74,6 +87,7 @@ class DetectionConfig(StrictModel):
     # move to the others after about this long.
     scorer_lease: float = 10.0
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
 
     _parse_lease = field_validator("scorer_lease", mode="before")(lambda cls, v: parse_duration(v))
 

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Detection events across a Redis outage: a gateway under open-loop load while its Redis
+is killed (SIGKILL) and, some seconds later, restarted on the same port with its data.
+
+One run: a redis-server child with an append-only file (`appendfsync everysec`: a killed
+process loses nothing it has acknowledged; only a machine crash could lose the last
+second), the upstream simulator (`distillguard mock-upstream`), and `distillguard serve`
+with --workers workers. bench/openloop.py sends --rate requests/s for --duration seconds
+(after --warmup); --kill-at seconds into the measured phase Redis is killed, and --outage
+seconds later started again. Meanwhile the gateway's /metrics is read every 0.2 s for the
+spool's depth. At the end, once the spool is empty (or --settle seconds passed):
+
+  requests served  the gateway's own count (distillguard_requests_total, every worker;
+                   warm-up and readiness requests included), and how many of them while
+                   Redis was down (as read every 0.2 s: approximate)
+  events appended  entries in the event streams (XLEN over every shard)
+  events lost      served - appended (positive: lost; negative would be appended twice)
+  spool peak       most events (and bytes) the gateway's workers held at once
+
+    python bench/bench_outage.py [--workers 2] [--rate 500] [--duration 20] [--kill-at 5]
+                                 [--outage 10] [--out bench/results/outage.json]
+
+Needs redis-server. All traffic stays on 127.0.0.1; every child runs in its own session
+and is stopped by its process-group id. Nothing here asserts a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import proxy_bench as pb  # its process, readiness and environment helpers
+
+STREAMS = 8
+BIG = 1_000_000_000
+_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum of every sample of `name` whose labels contain `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == name and labels in (match.group(2) or ""):
+            total += float(match.group(3))
+    return total
+
+
+def scrape(url: str, attempts: int = 3, timeout: float = 15.0) -> str:
+    """/metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
+                return response.read().decode()
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class Redis:
+    """redis-server with an append-only file in `run_dir`, killable and restartable on one port."""
+
+    def __init__(self, children: pb.Children, run_dir: Path) -> None:
+        self.children, self.run_dir, self.port = children, run_dir, pb.free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{pb.LOOPBACK}:{self.port}/0"
+
+    def start(self) -> None:
+        log = self.run_dir / "redis.log"
+        self.proc = self.children.start("redis-server", [
+            "redis-server", "--bind", pb.LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec", "--dir", str(self.run_dir), "--logfile", ""], log, cwd=self.run_dir)
+        pb.wait_redis(self.port, self.proc, log, timeout=60)
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.children.procs = [(n, p) for n, p in self.children.procs if p is not self.proc]
+        self.proc = None
+
+    def stream_entries(self) -> int:
+        import redis
+
+        client = redis.Redis(host=pb.LOOPBACK, port=self.port)
+        try:
+            return sum(client.xlen(f"dg:{{events:{shard}}}") for shard in range(STREAMS))
+        finally:
+            client.close()
+
+
+def gateway_config(upstream: str, args: argparse.Namespace) -> dict:
+    return {
+        "log_level": "warning",
+        "key_secret": "bench-key-secret-not-for-production",
+        "redis_timeout": "250ms",
+        "upstream": {"base_url": upstream},
+        "limits": {"tiers": {
+            "default": {"requests": {"limit": BIG, "window": 60}, "tokens": {"limit": BIG * 1000, "window": 60},
+                        "concurrency": BIG},
+            "throttled": {"requests": {"limit": 10, "window": 60}},
+        }},
+        "detection": {"streams": STREAMS, "spool": {"max_events": args.spool_events}},
+    }
+
+
+class SpoolWatch:
+    """Reads the gateway's spool gauges every 0.2 s; keeps the peak."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.peak_events = 0.0
+        self.peak_bytes = 0.0
+        self.requests = 0.0  # the gateway's request count at the last read
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            try:
+                text = scrape(self.url, attempts=1, timeout=2.0)
+            except OSError:
+                continue
+            self.peak_events = max(self.peak_events, metric_sum(text, "distillguard_events_spool_entries"))
+            self.peak_bytes = max(self.peak_bytes, metric_sum(text, "distillguard_events_spool_bytes"))
+            self.requests = metric_sum(text, "distillguard_requests_total")
+
+
+def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
+    dg = [sys.executable, "-m", "service.cli"]
+    env = {k: v for k, v in pb.child_env(PYTHONPATH=str(pb.ROOT), DISTILLGUARD_HOME=str(ctx_dir / "home")).items()
+           if not k.startswith("DISTILLGUARD_") or k == "DISTILLGUARD_HOME"}
+    redis = Redis(children, ctx_dir)
+    redis.start()
+    upstream_port = pb.free_port()
+    upstream_log = ctx_dir / "upstream.log"
+    upstream = children.start("mock-upstream", dg + ["mock-upstream", "--port", str(upstream_port)], upstream_log,
+                              env=env)
+    pb.wait_ready("mock-upstream", f"http://{pb.LOOPBACK}:{upstream_port}", upstream, upstream_log, 60)
+    config_path = ctx_dir / "distillguard.yaml"
+    config_path.write_text(json.dumps(gateway_config(f"http://{pb.LOOPBACK}:{upstream_port}/v1", args), indent=2))
+    port = pb.free_port()
+    serve = dg + ["serve", "--config", str(config_path), "--host", pb.LOOPBACK, "--port", str(port),
+                  "--workers", str(args.workers), "--redis-url", redis.url]
+    gateway_log = ctx_dir / "gateway.log"
+    gateway = children.start("gateway", serve, gateway_log, env=env)
+    url = f"http://{pb.LOOPBACK}:{port}"
+    pb.wait_ready("gateway", url, gateway, gateway_log, 90)
+
+    openloop = [sys.executable, str(pb.OPENLOOP), "--url", url, "--rates", f"{args.rate:g}",
+                "--duration", f"{args.duration:g}", "--warmup", f"{args.warmup:g}", "--keys", str(args.keys),
+                "--timeout", "10"]
+    watch = SpoolWatch(url)
+    watch.thread.start()
+    load = subprocess.Popen(openloop, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=pb.child_env(), start_new_session=True)
+    time.sleep(args.warmup + args.kill_at)
+    redis.kill()
+    killed, served_at_kill = time.monotonic(), watch.requests
+    time.sleep(args.outage)
+    redis.start()
+    outage, served_during_outage = time.monotonic() - killed, watch.requests - served_at_kill
+    out, err = load.communicate(timeout=args.duration + args.warmup + 120)
+    if load.returncode != 0:
+        raise SystemExit(f"openloop failed: {err[-400:]}")
+    client = json.loads(out.strip().splitlines()[-1])["results"][0]
+    deadline = time.monotonic() + args.settle
+    while time.monotonic() < deadline and metric_sum(scrape(url), "distillguard_events_spool_entries") > 0:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last flush's reply, then one more scrape
+    watch.stop.set()
+    watch.thread.join(5)
+    text = scrape(url)
+    served = metric_sum(text, "distillguard_requests_total")
+    appended = redis.stream_entries()
+    return {
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
+        "redis": pb.version_of(["redis-server", "--version"]),
+        "workers": args.workers,
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "outage_s": round(outage, 2),
+        "requests_served": int(served),
+        "requests_served_during_outage": int(served_during_outage),
+        "events_appended": appended,
+        "events_appended_metric": int(metric_sum(text, "distillguard_events_appended_total")),
+        "events_lost": int(served) - appended,
+        "events_dropped_metric": {reason: int(metric_sum(text, "distillguard_events_dropped_total",
+                                                         f'reason="{reason}"'))
+                                  for reason in ("spool_full", "redis_refused", "shutdown")},
+        "spool_left": int(metric_sum(text, "distillguard_events_spool_entries")),
+        "spool_peak_events": int(watch.peak_events),
+        "spool_peak_bytes": int(watch.peak_bytes),
+        "redis_errors_events": int(metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
+        "client": {k: client[k] for k in ("scheduled", "ok", "errors", "error_kinds", "achieved_ok_rps",
+                                          "p50_ms", "p99_ms", "max_ms", "send_behind_s")},
+        "command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=500.0, help="requests/s, open loop")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of load")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--kill-at", type=float, default=5.0, help="seconds into the measured phase")
+    parser.add_argument("--outage", type=float, default=10.0, help="seconds Redis stays down")
+    parser.add_argument("--keys", type=int, default=300)
+    parser.add_argument("--spool-events", type=int, default=50_000, help="detection.spool.max_events")
+    parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for the spool to empty")
+    parser.add_argument("--out", help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    if args.kill_at + args.outage >= args.duration:
+        parser.error("--kill-at + --outage must end before --duration: the flush is measured under load")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    children = pb.Children()
+    try:
+        with tempfile.TemporaryDirectory(prefix="dg-bench-outage-") as tmp:
+            report = run(Path(tmp), children, args)
+    finally:
+        children.stop_all()
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
