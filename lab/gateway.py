@@ -64,6 +64,13 @@ class LabGateway:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "gateway.yaml"
         config.write_text(yaml.safe_dump(gateway_config(self.upstream_port, self.recordings)))
@@ -94,7 +101,7 @@ class LabGateway:
         self.processes.clear()
 
 
-def _wait_http(url: str, process: subprocess.Popen, headers: dict | None = None, timeout: float = 60.0) -> None:
+def _wait_http(url: str, process: subprocess.Popen, headers: dict | None = None, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

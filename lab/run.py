@@ -33,8 +33,15 @@ OFFLINE_ENV = {
     "DO_NOT_TRACK": "1", "ANONYMIZED_TELEMETRY": "false", "RAGAS_DO_NOT_TRACK": "true",
     "DEEPEVAL_TELEMETRY_OPT_OUT": "YES", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_TELEMETRY": "False", "INSPECT_DISPLAY": "none", "CURATOR_DISABLE_RICH_DISPLAY": "1",
-    "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+    "TOKENIZERS_PARALLELISM": "false", "TELEMETRY_ENABLED": "false", "PYTHONUNBUFFERED": "1",
 }
+
+
+def tiktoken_cache() -> str | None:
+    """tiktoken downloads its encodings on first use, and nothing but PyPI is reachable here:
+    litellm ships cl100k_base under tiktoken's cache name, so every venv borrows that copy."""
+    found = sorted(LAB.glob(".venvs/*/lib/python*/site-packages/litellm/litellm_core_utils/tokenizers"))
+    return str(found[0]) if found else None
 
 
 def client_env(run: Run, base_url: str, workdir: Path, result: Path) -> dict:
@@ -50,6 +57,9 @@ def client_env(run: Run, base_url: str, workdir: Path, result: Path) -> dict:
         "DSPY_CACHEDIR": str(home / "dspy"), "INSPECT_LOG_DIR": str(workdir / "inspect-logs"),
         "CAMEL_WORKDIR": str(workdir), "PATH": f"{venv_python(run.tool.venv).parent}:{env.get('PATH', '')}",
     })
+    cache = tiktoken_cache()
+    if cache:
+        env["TIKTOKEN_CACHE_DIR"] = cache
     return env
 
 
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "client_errors": sum(e["client_errors"] for e in all_entries),
         "runs": all_entries,
     })
-    print(f"lab.run: {sum(counts.values())} requests from {len(entries)} runs in {time.time() - started:.0f}s; "
+    print(f"lab.run: {sum(e['requests'] for e in entries)} requests from {len(entries)} runs in {time.time() - started:.0f}s; "
           f"corpus {CORPUS} ({CORPUS.stat().st_size / 1e6:.2f} MB)")
 
 

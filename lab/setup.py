@@ -45,6 +45,8 @@ def frozen(venv: str) -> list[str]:
 
 def build(venv: str, refresh: bool) -> str:
     python = venv_python(venv)
+    if refresh:
+        shutil.rmtree(VENV_ROOT / venv, ignore_errors=True)  # the freeze must hold only what resolved now
     if not python.exists():
         uv = shutil.which("uv")
         command = [uv, "venv", "-q", "-p", sys.executable] if uv else [sys.executable, "-m", "venv"]

@@ -39,9 +39,9 @@ class Run:
 # Top-level packages each virtualenv installs; lab/requirements/<venv>.txt freezes the rest.
 VENVS: dict[str, tuple[str, ...]] = {
     "openai_sdk": ("openai",),
-    "distilabel": ("distilabel[openai]",),
+    "distilabel": ("distilabel[openai]", "requests"),
     "curator": ("bespokelabs-curator",),
-    "camel": ("camel-ai",),
+    "camel": ("camel-ai", "mcp<2"),
     "ragas": ("ragas", "langchain-openai"),
     "dspy": ("dspy",),
     "inspect": ("inspect-ai", "openai"),
