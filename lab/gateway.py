@@ -8,6 +8,7 @@ mid-run: the corpus records what each client does on its own, and the offline sc
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,6 +73,7 @@ class LabGateway:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.recordings, ignore_errors=True)  # a reused workdir must not mix in older runs
         config = self.workdir / "gateway.yaml"
         config.write_text(yaml.safe_dump(gateway_config(self.upstream_port, self.recordings)))
         env = {**os.environ, "DISTILLGUARD_HOME": str(self.workdir / "home")}
