@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from service.keys import KeyHasher
