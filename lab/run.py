@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def tool_versions(venvs: set[str]) -> dict:
     for venv in sorted(venvs):
         pins = dict(line.split("==", 1) for line in (REQUIREMENTS / f"{venv}.txt").read_text().splitlines()
                     if "==" in line and not line.startswith("#"))
-        wanted = [name.split("[")[0].lower().replace("_", "-") for name in VENVS[venv]]
+        wanted = [re.split(r"[\[<>=!~]", name)[0].lower().replace("_", "-") for name in VENVS[venv]]
         versions[venv] = {name: v for name, v in pins.items() if name.lower().replace("_", "-") in wanted}
     return versions
 
