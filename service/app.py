@@ -25,7 +25,7 @@ from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
 from .proxy import Proxy
 from .recording import PromptSamples, Recorder
-from .review.alerts import AlertSender, public_url_of
+from .alerts.sender import AlertSender, public_url_of
 from .scoring.scorer import Scorer, default_name
 from .store import Store, connect
 

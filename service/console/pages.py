@@ -19,22 +19,17 @@ from markupsafe import Markup
 
 from detectors.windows import FEATURE_NAMES
 
-from ..decisions import get_decision
+from ..records.decisions import get_decision
 from ..errors import GatewayError
 from ..recording.prompt_samples import read_samples
-from ..review.actions import (
-    CLUSTER_ID,
-    KEY_ID,
-    act_on_cluster,
-    act_on_key,
-    review_status,
-    review_statuses,
-)
-from ..review.audit import append_audit, read_audit
+from ..decisions import CLUSTER_ID, KEY_ID
+from ..records.reviews import review_status, review_statuses
+from ..review.actions import act_on_cluster, act_on_key
+from ..records.audit import append_audit, read_audit
 from ..scoring.activity import read_activity
 from ..scoring.detection import load_state
-from ..scoring.flags import read_flag
-from ..scoring.linkage import key_cluster, read_cluster, read_clusters, read_passes
+from ..records.flags import read_flag
+from ..records.clusters import key_cluster, read_cluster, read_clusters, read_passes
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons
@@ -61,7 +56,7 @@ def _settings(request: Request):
 
 
 def _alerts(request: Request):
-    """The webhook sender (service/review/alerts.py), so a reviewer's block alerts like the API's."""
+    """The webhook sender (service/alerts/sender.py), so a reviewer's block alerts like the API's."""
     return getattr(request.app.state.gateway, "alerts", None)
 
 
