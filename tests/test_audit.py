@@ -208,7 +208,8 @@ def test_decisions_set_from_the_command_line_are_audited_once(audit_url, monkeyp
     entries = [json.loads(line) for line in _export_lines(audit_url)]
     assert [(entry["actor"], entry["action"], entry["reason"]) for entry in entries] == [
         ("cli:oncall", "block", "abuse"), ("cli:oncall", "unblock", "")]
-    assert entries[0]["details"]["ttl"] == "1h" and entries[0]["target"] == KEY
+    decision = entries[0]["details"]["decision"]
+    assert decision["expires_at"] - decision["set_at"] == pytest.approx(3600) and entries[0]["target"] == KEY
 
 
 def _export_lines(audit_url: str) -> list[str]:

@@ -29,7 +29,8 @@ def cmd_keys(args: argparse.Namespace) -> None:
     settings = shared_state_settings(args, f"keys {args.keys_command}")
     with redis_errors(f"keys {args.keys_command}"):
         code = asyncio.run(_keys(args, settings))
-    sys.exit(code)
+    if code:
+        sys.exit(code)
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
