@@ -19,15 +19,15 @@ from pydantic import BaseModel, ConfigDict
 from detectors.windows import FEATURE_NAMES
 
 from .console.auth import Reviewer, api_reviewer, api_viewer
-from .records.decisions import get_decision
-from .errors import NotFound
 from .decisions import CLUSTER_ID, KEY_ID
+from .errors import NotFound
+from .records.clusters import key_cluster, read_cluster, read_clusters, read_passes
+from .records.decisions import get_decision
+from .records.flags import read_flag, read_flags
+from .records.labels import read_label, read_labels
 from .records.reviews import review_status
 from .review.actions import act_on_cluster, act_on_key
-from .records.labels import read_label, read_labels
 from .scoring.detection import load_state, recent_events
-from .records.flags import read_flag, read_flags
-from .records.clusters import key_cluster, read_cluster, read_clusters, read_passes
 
 FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag",
                "cluster_id")

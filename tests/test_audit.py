@@ -88,7 +88,7 @@ async def test_retention_trims_by_age_never_by_count(client, audit_url):
     for n in range(1000):  # older than the 30-day retention
         add_at(sync_client, now - 40 * DAY + n, action="old")
     pipe = sync_client.pipeline(transaction=False)
-    for n in range(10_000):  # recent, and far more than any count limit would keep
+    for _ in range(10_000):  # recent, and far more than any count limit would keep
         pipe.xadd(AUDIT_STREAM, {"ts": repr(now), "actor": "scorer", "action": "flag", "target": KEY,
                                  "reason": "", "details": "{}"})
     pipe.execute()

@@ -10,7 +10,6 @@ from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
 
 from .base import StrictModel, parse_duration
 
-
 # The detectors' own defaults are the one source: the settings below only validate them.
 LADDER = LadderConfig()
 LINKAGE = LinkageConfig()

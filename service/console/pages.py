@@ -19,17 +19,17 @@ from markupsafe import Markup
 
 from detectors.windows import FEATURE_NAMES
 
-from ..records.decisions import get_decision
+from ..decisions import CLUSTER_ID, KEY_ID
 from ..errors import GatewayError
 from ..recording.prompt_samples import read_samples
-from ..decisions import CLUSTER_ID, KEY_ID
+from ..records.audit import append_audit, read_audit
+from ..records.clusters import key_cluster, read_cluster, read_clusters, read_passes
+from ..records.decisions import get_decision
+from ..records.flags import read_flag
 from ..records.reviews import review_status, review_statuses
 from ..review.actions import act_on_cluster, act_on_key
-from ..records.audit import append_audit, read_audit
 from ..scoring.activity import read_activity
 from ..scoring.detection import load_state
-from ..records.flags import read_flag
-from ..records.clusters import key_cluster, read_cluster, read_clusters, read_passes
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 
 from ..store import CLUSTER_INDEX, PASS_LOG, cluster_key, key_cluster_key
-
-
-def text_of(value) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
+from .batch import get_json_many, text_of
 
 
 def compact_json(value) -> str:
@@ -20,13 +17,7 @@ def compact_json(value) -> str:
 async def read_clusters(client, limit: int, flagged_only: bool = False) -> list[dict]:
     """The last pass's clusters, flagged first, then the largest."""
     cluster_ids = [text_of(c) for c in await client.zrevrange(CLUSTER_INDEX, 0, -1)]
-    if not cluster_ids:
-        return []
-    async with client.pipeline(transaction=False) as pipe:
-        for cluster_id in cluster_ids:
-            pipe.get(cluster_key(cluster_id))
-        raws = await pipe.execute()
-    clusters = [json.loads(raw) for raw in raws if raw]
+    clusters = [cluster for cluster in await get_json_many(client, [cluster_key(c) for c in cluster_ids]) if cluster]
     if flagged_only:
         clusters = [cluster for cluster in clusters if cluster["flagged"]]
     clusters.sort(key=lambda cluster: (not cluster["flagged"], -cluster["size"], -cluster["score"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from ..store import dismissed_key, flag_key, review_key
+from .batch import get_json_many
 from .flags import read_flag
 from .labels import read_label
 
@@ -25,13 +26,8 @@ async def review_status(client, key_id: str) -> dict | None:
 
 async def review_statuses(client, key_ids: list[str]) -> dict[str, dict]:
     """Many keys' reviews in one round trip (for the queue); keys never reviewed are absent."""
-    if not key_ids:
-        return {}
-    async with client.pipeline(transaction=False) as pipe:
-        for key_id in key_ids:
-            pipe.get(review_key(key_id))
-        raws = await pipe.execute()
-    return {key_id: json.loads(raw) for key_id, raw in zip(key_ids, raws) if raw}
+    reviews = await get_json_many(client, [review_key(key_id) for key_id in key_ids])
+    return {key_id: review for key_id, review in zip(key_ids, reviews) if review}
 
 
 async def write_review(client, key_id: str, action: str, reviewer: str, reason: str, note: str, now: float,

@@ -37,11 +37,10 @@ from detectors.ladder import LadderConfig, step
 from detectors.linkage import KeySignature, LinkageConfig
 from detectors.pipeline import Evaluation, KeyState
 
-from .. import metrics
 from ..config import LinkageSettings
-from ..records.clusters import text_of
+from ..records.batch import text_of
 from ..store import active_key, key_state_key, link_shard, queue_evalsha, signature_key
-from .detection import event_id_key
+from .detection import event_id_key, read_or_afresh
 
 log = logging.getLogger("distillguard.linkage")
 
@@ -119,14 +118,8 @@ class SignatureBook:
 
 def _signature_from(key_id: str, blob: bytes | None) -> KeySignature:
     """An unreadable signature (another format version) starts afresh rather than stall the shard."""
-    if not blob:
-        return KeySignature()
-    try:
-        return KeySignature.from_bytes(blob)
-    except ValueError as exc:
-        metrics.SCORER_ERRORS.labels("signature_unreadable").inc()
-        log.warning("linkage signature of %s is unreadable (%s); starting it afresh", key_id, exc)
-        return KeySignature()
+    return read_or_afresh(blob, KeySignature.from_bytes, KeySignature, key_id=key_id, what="signature",
+                          errors=(ValueError,))
 
 
 def apply_member_verdict(ladder: LadderConfig, states: dict[str, KeyState], event_id: str,

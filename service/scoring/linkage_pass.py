@@ -22,7 +22,8 @@ from detectors.linkage import KeySignature, LinkageDetector, LinkageResult
 from .. import metrics
 from ..config import Settings
 from ..events import shard_of
-from ..records.clusters import compact_json, text_of
+from ..records.batch import text_of
+from ..records.clusters import compact_json
 from ..store import (
     CLUSTER_INDEX,
     LINK_SHARDS,

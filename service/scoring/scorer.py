@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import time
-import dataclasses
 from dataclasses import dataclass
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -50,8 +50,8 @@ from detectors.features import RequestFeatures, from_fields
 from detectors.pipeline import Evaluation, KeyState, Pipeline
 
 from .. import metrics
-from ..config import Settings
 from ..alerts.sender import AlertSender, public_url_of
+from ..config import Settings
 from ..decisions import Policy
 from ..store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 from .actions import apply_evaluations
