@@ -1,6 +1,6 @@
 """The admin API for reviewers: flags, linked-key clusters, everything the scorer knows
 about one key, labels; and the actions (block, throttle, unblock, dismiss, note) that role
-`reviewer` may take on a key or a cluster (service/review/actions.py).
+`reviewer` may take on a key or a cluster (service/review/actions.py, through service/decisions.py).
 
 Every route needs `Authorization: Bearer <token>` of a configured reviewer (or the legacy
 `admin_token`), checked by `console.auth.api_viewer` in constant time. With neither

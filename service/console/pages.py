@@ -1,5 +1,6 @@
 """The console's review pages: the flag queue, a key's page, clusters, and the reviewer
-actions posted from them (which go through `service/review/actions.py`, like the admin API's).
+actions posted from them (through `service/review/actions.py` to the one door,
+service/decisions.py, like the admin API's and the CLI's).
 
 Every page is plain server-rendered HTML: GET forms filter, POST forms act and redirect
 back (303) with a short message. Viewers read; only reviewers see the forms, and a POST
