@@ -37,16 +37,10 @@ from bench_scorer import drained, fill
 from detectors.features import RequestFeatures
 from detectors.linkage import KeySignature
 from service.config import Settings
-from service.scoring.linkage import (
-    LINK_SHARDS,
-    active_key,
-    link_shard,
-    read_clusters,
-    signature_key,
-)
+from service.records.clusters import read_clusters
 from service.scoring.linkage_pass import LinkagePass
 from service.scoring.scorer import Scorer
-from service.store import connect
+from service.store import LINK_SHARDS, active_key, connect, link_shard, signature_key
 from tests.support.processes import start_redis
 
 NETWORK_SIZE = 200

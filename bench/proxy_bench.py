@@ -483,7 +483,7 @@ def run_wrk(url: str, seconds: float, args: argparse.Namespace) -> dict:
         "-s", str(WRK_SCRIPT), url, "--", str(MIX), str(args.keys),
     ]
     done, load = run_measured(argv, timeout=seconds + 60)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
+    line = next((row for row in done.stdout.splitlines() if row.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise TargetUnavailable(f"wrk failed (exit {done.returncode}): {(done.stderr or done.stdout)[-400:]}")
     raw = json.loads(line[len("WRK_JSON "):])

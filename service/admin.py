@@ -1,6 +1,6 @@
 """The admin API for reviewers: flags, linked-key clusters, everything the scorer knows
 about one key, labels; and the actions (block, throttle, unblock, dismiss, note) that role
-`reviewer` may take on a key or a cluster (service/review/actions.py).
+`reviewer` may take on a key or a cluster (service/review/actions.py, through service/decisions.py).
 
 Every route needs `Authorization: Bearer <token>` of a configured reviewer (or the legacy
 `admin_token`), checked by `console.auth.api_viewer` in constant time. With neither
@@ -11,7 +11,6 @@ gateway.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,16 +19,16 @@ from pydantic import BaseModel, ConfigDict
 from detectors.windows import FEATURE_NAMES
 
 from .console.auth import Reviewer, api_reviewer, api_viewer
-from .decisions import get_decision
+from .decisions import CLUSTER_ID, KEY_ID
 from .errors import NotFound
-from .review.actions import act_on_cluster, act_on_key, review_status
-from .review.labels import read_label, read_labels
+from .records.clusters import key_cluster, read_cluster, read_clusters, read_passes
+from .records.decisions import get_decision
+from .records.flags import read_flag, read_flags
+from .records.labels import read_label, read_labels
+from .records.reviews import review_status
+from .review.actions import act_on_cluster, act_on_key
 from .scoring.detection import load_state, recent_events
-from .scoring.flags import read_flag, read_flags
-from .scoring.linkage import key_cluster, read_cluster, read_clusters, read_passes
 
-KEY_ID = re.compile(r"^[0-9a-f]{16}$")
-CLUSTER_ID = re.compile(r"^lk-[0-9a-f]{1,32}$")
 FLAG_FIELDS = ("key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag",
                "cluster_id")
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import admin, console, metrics
+from .alerts.sender import AlertSender, public_url_of
 from .config import Settings, load_settings
 from .errors import GatewayError, error_body
 from .events import EventSink
@@ -25,7 +26,6 @@ from .keys import KeyHasher, resolve_key_secret
 from .limits import Limiter
 from .proxy import Proxy
 from .recording import PromptSamples, Recorder
-from .review.alerts import AlertSender, public_url_of
 from .scoring.scorer import Scorer, default_name
 from .store import Store, connect
 

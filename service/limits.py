@@ -218,7 +218,7 @@ class Limiter:
         script = self.store.scripts["settle"]
         try:
             async with asyncio.timeout(max(self.timeout, 1.0)):
-                for attempt in range(2):
+                for _attempt in range(2):
                     async with self.store.client.pipeline(transaction=False) as pipe:
                         for keys, args in batch:
                             queue_evalsha(pipe, script.sha, keys, args)

@@ -128,7 +128,7 @@ RECORDING_FILES = Counter(
     "distillguard_recording_files_total", "Traffic files started, by why the previous one ended.", ["reason"]
 )
 
-# The review console and audit trail (service/console/, service/review/audit.py).
+# The review console and audit trail (service/console/, service/records/audit.py).
 AUDIT_ERRORS = Counter(
     "distillguard_audit_errors_total",
     "Audit entries that could not be written, by who was writing (scorer, console); the action itself went on.",
@@ -139,7 +139,7 @@ SIGN_INS = Counter(
     ["outcome"],
 )
 
-# Alerts: flags and blocks POSTed to webhooks (service/review/alerts.py); `webhook` is its name or index, never its URL.
+# Alerts: flags and blocks POSTed to webhooks (service/alerts/sender.py); `webhook` is its name or index, never its URL.
 ALERTS_SENT = Counter("distillguard_alerts_sent_total", "Alerts a webhook accepted (2xx).", ["webhook"])
 ALERT_FAILURES = Counter(
     "distillguard_alert_failures_total",

@@ -8,6 +8,7 @@ Redis Cluster slot and one Lua script can touch all of it.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 
@@ -97,6 +98,40 @@ def prompt_samples_key(key_id: str) -> str:
     return f"dg:{{{key_id}}}:prompts"
 
 
+# Linkage (service/scoring/linkage.py describes the layout). A key's signature and cluster
+# live in its own slot; the active sets are spread over LINK_SHARDS slots by crc32.
+LINK_SHARDS = 16
+CLUSTER_INDEX = "dg:{clusters}"
+PASS_LEASE = "dg:{linkage}:lease"
+PASS_DONE = "dg:{linkage}:done"
+PASS_LOG = "dg:{linkage}:passes"
+
+
+def signature_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:link"
+
+
+def key_cluster_key(key_id: str) -> str:
+    return f"dg:{{{key_id}}}:cluster"
+
+
+def active_key(shard: int) -> str:
+    return f"dg:{{link:{shard}}}:active"
+
+
+def link_shard(key_id: str) -> int:
+    return zlib.crc32(key_id.encode()) % LINK_SHARDS
+
+
+def cluster_key(cluster_id: str) -> str:
+    return f"dg:{{{cluster_id}}}:cluster"
+
+
+def publish_cursor_key(stream_shard: int) -> str:
+    """The last pass slot whose verdicts stream shard `stream_shard` received."""
+    return f"{event_stream(stream_shard)}:linkage"
+
+
 def cluster_alerted_key(cluster_id: str) -> str:
     """Set when a cluster's first flag was alerted, so a cluster alerts once, not per member."""
     return f"dg:{{cluster:{cluster_id}}}:alerted"
@@ -121,7 +156,7 @@ def sign_in_failures_key(client_ip: str) -> str:
     return f"dg:signin:{client_ip}"
 
 
-# Reviewer verdicts (service/review/actions.py). A key's label, review status and dismissal live in
+# Reviewer verdicts (service/decisions.py). A key's label, review status and dismissal live in
 # its own slot; the index of labelled keys is one sorted set, like the flag index.
 LABEL_INDEX = "dg:labels"
 

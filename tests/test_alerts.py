@@ -5,8 +5,7 @@ and logged while flags keep landing in Redis; Slack bodies; a full queue drops a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import dataclasses
 import inspect
 import json
 import logging
@@ -16,73 +15,30 @@ from typing import Self
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from prometheus_client import REGISTRY
 
 from detectors.ladder import Change
 from detectors.pipeline import Pipeline
 from detectors.rules import RulesDetector, parse_rules
+from service.alerts.sender import AlertSender, alert_on_flag
 from service.app import GatewayState
 from service.config import ConfigError, load_settings
 from service.console.auth import Reviewer
+from service.decisions import Actor, Policy, apply_decision
 from service.events import shard_of
+from service.records.flags import read_flag
 from service.review.actions import act_on_key
-from service.review.alerts import AlertSender, alert_on_change
 from service.scoring.detection import ladder_config
-from service.scoring.flags import read_flag
 from service.scoring.scorer import Scorer
 from service.store import connect, event_stream
 from tests.conftest import TEST_SECRET
 from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer
 from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
+from tests.support.webhooks import Receiver, verified
 
 SECRET = "whsec-test-only"
 STREAMS = 2
 FAST = {"timeout": "1s", "backoff": "20ms", "backoff_max": "100ms", "max_attempts": 3, "shutdown_grace": "5s"}
-
-
-class Receiver:
-    """A webhook on loopback: answers `statuses` in turn (then 200), keeps what it was sent."""
-
-    def __init__(self, statuses: tuple[int, ...] = (), hold: bool = False) -> None:
-        self.statuses = list(statuses)
-        self.received: list[tuple[dict, bytes]] = []
-        self.released = asyncio.Event()
-        if not hold:
-            self.released.set()
-        self.port = free_port()
-        self.runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/hooks/token-in-the-path"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        await self.released.wait()
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
-
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        app.router.add_post("/hooks/{token}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, LOOPBACK, self.port).start()
-        return self
-
-    async def __aexit__(self, *_) -> None:
-        self.released.set()
-        await self.runner.cleanup()
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(body) for _, body in self.received]
-
-
-def verified(secret: str, headers: dict, body: bytes, tolerance: float = 300) -> bool:
-    """What a receiver does (docs/review.md): HMAC over "<t>.<body>", constant-time compare, fresh t."""
-    parts = dict(item.split("=", 1) for item in headers["X-Distillguard-Signature"].split(","))
-    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) <= tolerance
 
 
 def settings(redis_url: str | None, webhooks: list[dict], **alerts):
@@ -325,12 +281,14 @@ async def test_a_flagged_cluster_alerts_once_while_each_enforced_member_alerts(r
         await store.client.flushdb()
         alerts = AlertSender(settings(redis_url, [{"url": receiver.url, "secret": SECRET}]).alerts)
         alerts.start()
+        policy = Policy.of(settings(redis_url, []))
         for key in ("00000000000000a1", "00000000000000a2", "00000000000000a3"):
-            await alert_on_change(alerts, store.client, member(key, "flag"), first_flag=True, enforced=False)
-        await alert_on_change(alerts, store.client, member("00000000000000a1", "throttle"), first_flag=False,
-                              enforced=True)
-        await alert_on_change(alerts, store.client, member("00000000000000a2", "throttle"), first_flag=False,
-                              enforced=False)  # shadow mode: flagged, not throttled, no throttle alert
+            await alert_on_flag(alerts, store.client, member(key, "flag"), first_flag=True)
+        await apply_decision(store.client, policy, Actor("scorer", "linkage"), "00000000000000a1", "throttle",
+                             change=member("00000000000000a1", "throttle"), alerts=alerts)
+        shadow = dataclasses.replace(member("00000000000000a2", "throttle"), enforce=False)
+        await apply_decision(store.client, policy, Actor("scorer", "linkage"), "00000000000000a2", "throttle",
+                             change=shadow, alerts=alerts)  # shadow mode: flagged, not throttled, no throttle alert
         await alerts.close()
         await store.close()
     assert [(b["event"], b["key_id"], b["cluster_id"]) for b in receiver.bodies()] == [

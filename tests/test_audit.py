@@ -16,8 +16,9 @@ from detectors.ladder import Change
 from detectors.pipeline import Evaluation
 from service import metrics
 from service.cli import main
-from service.decisions import get_decision
-from service.review.audit import append_audit, audit_quietly, parse_time, read_audit
+from service.decisions import Policy
+from service.records.audit import append_audit, audit_quietly, parse_time, read_audit
+from service.records.decisions import get_decision
 from service.scoring.actions import apply_evaluations
 from service.store import AUDIT_STREAM, audit_target_key
 from tests.test_console_auth import ALICE, console, form_csrf, settings_for, sign_in
@@ -87,7 +88,7 @@ async def test_retention_trims_by_age_never_by_count(client, audit_url):
     for n in range(1000):  # older than the 30-day retention
         add_at(sync_client, now - 40 * DAY + n, action="old")
     pipe = sync_client.pipeline(transaction=False)
-    for n in range(10_000):  # recent, and far more than any count limit would keep
+    for _ in range(10_000):  # recent, and far more than any count limit would keep
         pipe.xadd(AUDIT_STREAM, {"ts": repr(now), "actor": "scorer", "action": "flag", "target": KEY,
                                  "reason": "", "details": "{}"})
     pipe.execute()
@@ -107,6 +108,11 @@ async def test_a_targets_history_skips_entries_the_stream_trimmed(client, audit_
     assert 0 < await client.ttl(audit_target_key(KEY)) <= 30 * DAY
 
 
+def policy(audit_retention: float | None = None) -> Policy:
+    return Policy(tiers=frozenset({"throttled"}), throttle_tier="throttled", audit_retention=audit_retention,
+                  quiet_period=7 * DAY)
+
+
 def change(key_id: str, action: str) -> Evaluation:
     ladder_change = Change(key_id=key_id, action=action, score=0.93, detector="rules",
                            reasons=({"name": "high_uniqueness", "detail": "0.99 > 0.9"},),
@@ -116,7 +122,7 @@ def change(key_id: str, action: str) -> Evaluation:
 
 async def test_each_automatic_decision_is_audited_exactly_once(client):
     await apply_evaluations(client, [change(KEY, "flag"), change(OTHER, "flag"), change(KEY, "throttle")],
-                            flags_kept=100, throttle_tier="throttled", audit_retention=30 * DAY)
+                            flags_kept=100, policy=policy(audit_retention=30 * DAY))
     entries = await read_audit(client, target=KEY)
     assert [(entry["actor"], entry["action"]) for entry in entries] == [("scorer", "throttle"), ("scorer", "flag")]
     assert entries[0]["reason"] == "high_uniqueness"
@@ -128,7 +134,7 @@ async def test_each_automatic_decision_is_audited_exactly_once(client):
 async def test_a_failed_audit_write_never_fails_the_scorer(client, caplog):
     await client.set(AUDIT_STREAM, "not a stream")  # every XADD now fails with WRONGTYPE
     before = metrics.AUDIT_ERRORS.labels("scorer")._value.get()
-    await apply_evaluations(client, [change(KEY, "throttle")], flags_kept=100, throttle_tier="throttled")
+    await apply_evaluations(client, [change(KEY, "throttle")], flags_kept=100, policy=policy())
     assert metrics.AUDIT_ERRORS.labels("scorer")._value.get() == before + 1
     assert (await get_decision(client, KEY)).action == "throttle"  # the decision went on
     assert any("audit entry throttle on " + KEY in record.getMessage() for record in caplog.records)
@@ -202,7 +208,8 @@ def test_decisions_set_from_the_command_line_are_audited_once(audit_url, monkeyp
     entries = [json.loads(line) for line in _export_lines(audit_url)]
     assert [(entry["actor"], entry["action"], entry["reason"]) for entry in entries] == [
         ("cli:oncall", "block", "abuse"), ("cli:oncall", "unblock", "")]
-    assert entries[0]["details"]["ttl"] == "1h" and entries[0]["target"] == KEY
+    decision = entries[0]["details"]["decision"]
+    assert decision["expires_at"] - decision["set_at"] == pytest.approx(3600) and entries[0]["target"] == KEY
 
 
 def _export_lines(audit_url: str) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 from service.app import create_app
 from service.config import load_settings
 from service.console.auth import hash_token
-from service.review.audit import read_audit
+from service.records.audit import read_audit
 from service.store import session_key
 from tests.conftest import TEST_SECRET
 

@@ -24,9 +24,10 @@ from detectors.base import Reason
 from detectors.ladder import Change
 from detectors.linkage.verdicts import ClusterVerdict
 from service.console.sessions import COOKIE, create_session, load_session
-from service.review.audit import read_audit
-from service.scoring.flags import write_flag
-from service.scoring.linkage import CLUSTER_INDEX, cluster_key, compact_json, key_cluster_key
+from service.records.audit import read_audit
+from service.records.clusters import compact_json
+from service.records.flags import write_flag
+from service.store import CLUSTER_INDEX, cluster_key, key_cluster_key
 from tests.conftest import base_config
 from tests.support.processes import start_gateway, start_redis, start_scorer, wait_until
 from tests.support.traffic import harvest_request, key_id, send
@@ -131,8 +132,11 @@ def console(upstream, tmp_path_factory):
     try:
         asyncio.run(send(gateway.base_url, HARVESTER, harvester_traffic()))
         bearer = {"authorization": f"Bearer {REVIEWER_TOKEN}"}
-        counted = lambda: (httpx.get(f"{gateway.url}/admin/api/keys/{key_id(HARVESTER)}", headers=bearer,
-                                     timeout=5).json()["window"] or {}).get("requests_seen") == 40
+
+        def counted() -> bool:
+            return (httpx.get(f"{gateway.url}/admin/api/keys/{key_id(HARVESTER)}", headers=bearer,
+                              timeout=5).json()["window"] or {}).get("requests_seen") == 40
+
         wait_until(counted, timeout=30, what="the harvester's requests scored")
         console = Console(gateway.url, server.url, gateway.base_url, {})
         console.run(seed_flags_and_cluster)

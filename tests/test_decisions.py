@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import base_config
 from tests.support.processes import _cli, wait_until
@@ -44,9 +45,11 @@ def test_a_blocked_key_gets_403_with_its_reason_and_never_reaches_the_upstream(g
 def test_a_block_with_a_ttl_expires(gateway_factory, upstream, redis_server):
     gateway = gateway_factory(base_config(upstream.base_url), redis_url=redis_server.url)
     raw = "sk-short-block"
-    keys_cli(redis_server.url, "block", key_id(raw), "--reason", "review", "--ttl", "1s")
+    # Long enough to outlast the command's own exit (it also writes the label, review, audit entry).
+    shown = keys_cli(redis_server.url, "block", key_id(raw), "--reason", "review", "--ttl", "5s")
+    assert shown["expires_at"] - shown["set_at"] == pytest.approx(5)
     assert post(gateway, raw).status_code == 403
-    wait_until(lambda: post(gateway, raw).status_code == 200, timeout=5, interval=0.2, what="block expired")
+    wait_until(lambda: post(gateway, raw).status_code == 200, timeout=20, interval=0.2, what="block expired")
 
 
 def test_throttle_moves_a_key_to_a_stricter_tier(gateway_factory, upstream, redis_server):

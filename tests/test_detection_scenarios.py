@@ -12,7 +12,7 @@ import pytest
 from service.config import load_settings
 from service.offline.scoring import score_records
 from service.scoring.detection import build_pipeline
-from traffic.format import TrafficRecord, read_traffic
+from traffic.format import read_traffic
 from traffic.scenarios import generate
 
 SECRET = b"scenario-test-secret"

@@ -15,8 +15,18 @@ import pytest
 from scripts.screenshot_report import CHROMIUM, LAUNCH_ARGS
 from service.config import load_settings
 from service.offline.evaluation import (
-    EVALUATION_SECRET, Plan, command_line, goals, honest_part, in_training, nearest_rule, pipeline_with, population,
-    score_population, simulate, threshold_sweep,
+    EVALUATION_SECRET,
+    Plan,
+    command_line,
+    goals,
+    honest_part,
+    in_training,
+    nearest_rule,
+    pipeline_with,
+    population,
+    score_population,
+    simulate,
+    threshold_sweep,
 )
 from service.offline.linkage import linkage_run
 from service.offline.report_html import render

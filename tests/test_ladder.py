@@ -18,8 +18,8 @@ UNCERTAIN = Verdict("iforest", 0.6, False)
 class Key:
     """One key's ladder, evaluated every 20 requests and 60 seconds."""
 
-    def __init__(self, config: LadderConfig = LadderConfig(), key_id: str = KEY) -> None:
-        self.config, self.key_id = config, key_id
+    def __init__(self, config: LadderConfig | None = None, key_id: str = KEY) -> None:
+        self.config, self.key_id = config or LadderConfig(), key_id
         self.state = LadderState()
         self.evaluations = 0
 

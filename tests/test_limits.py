@@ -13,7 +13,6 @@ import threading
 import time
 
 import httpx
-import pytest
 import redis
 
 from tests.conftest import TEST_SECRET, base_config

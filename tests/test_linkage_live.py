@@ -27,9 +27,18 @@ from detectors.linkage import LinkageResult
 from detectors.pipeline import KeyState
 from service.config import ConfigError, Settings, load_settings
 from service.events import shard_of
-from service.scoring.linkage import PASS_LEASE, PASS_LOG, active_key, link_shard, signature_key
 from service.scoring.linkage_pass import LinkagePass
-from service.store import connect, event_stream, flag_key, key_state_key
+from service.store import (
+    PASS_LEASE,
+    PASS_LOG,
+    active_key,
+    connect,
+    event_stream,
+    flag_key,
+    key_state_key,
+    link_shard,
+    signature_key,
+)
 from tests.support.processes import free_port, wait_until
 from tests.support.traffic import SUBJECTS, chat_request, event_fields, key_id
 from tests.test_scorer import (

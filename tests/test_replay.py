@@ -21,12 +21,12 @@ import redis
 from aiohttp import web
 
 from service.offline.scoring import ScoreReport
+from service.replay.replayer import SYNTHETIC_KEY_PREFIX, ReplayOptions, replay_file
 from service.store import decision_key
 from tests.conftest import TEST_SECRET, base_config
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.traffic import chat_request, harvest_request, key_id
 from traffic.format import TrafficWriter
-from traffic.replay import SYNTHETIC_KEY_PREFIX, ReplayOptions, replay_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "replay-admin-token"

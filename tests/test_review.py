@@ -24,17 +24,19 @@ from service.app import create_app
 from service.config import load_settings
 from service.console.auth import Reviewer
 from service.events import shard_of
-from service.review.actions import act_on_key, is_dismissed, review_status
-from service.review.audit import read_audit
-from service.review.labels import read_labels
-from service.scoring.linkage import cluster_key, key_cluster_key
+from service.records.audit import read_audit
+from service.records.labels import read_labels
+from service.records.reviews import is_dismissed, review_status
+from service.review.actions import act_on_key
 from service.store import (
     AUDIT_STREAM,
     LABEL_INDEX,
+    cluster_key,
     decision_key,
     dismissed_key,
     event_stream,
     flag_key,
+    key_cluster_key,
     key_state_key,
 )
 from tests.conftest import base_config

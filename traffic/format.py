@@ -124,7 +124,7 @@ def _maybe_gunzip(handle: IO) -> IO:
 def _read_lines(lines: IO, source: str, key_id_of: KeyIdOf | None) -> Iterator[TrafficRecord]:
     number = 0
     try:
-        for number, record in _records(lines, source, key_id_of):
+        for number, record in _records(lines, source, key_id_of):  # noqa: B007 - the except below reads it
             yield record
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise TrafficFormatError(source, number + 1, None, f"unreadable gzip data ({error})") from None

@@ -19,6 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML config file (default: $DISTILLGUARD_CONFIG)")
         return p
 
+    def shared_state(p: argparse.ArgumentParser, *, leaf: bool = True) -> argparse.ArgumentParser:
+        """--config and --redis-url for a command on the gateway's Redis, before or after its
+        sub-command (a sub-command's default never hides the value given before it)."""
+        default = argparse.SUPPRESS if leaf else None
+        p.add_argument("--config", default=default, help="YAML config file (default: $DISTILLGUARD_CONFIG)")
+        p.add_argument("--redis-url", default=default,
+                       help="the gateway's Redis (default: redis_url of the config, $DISTILLGUARD_REDIS_URL)")
+        return p
+
     serve = with_config(commands.add_parser("serve", help="run the gateway"))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -108,22 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--shard", help="I/N: replay only the I-th of N disjoint sets of keys (run N replayers)")
     replay.set_defaults(func=cmd_replay)
 
-    keys = with_config(commands.add_parser("keys", help="set and read per-key decisions"))
-    keys.add_argument("--redis-url")
+    keys = shared_state(commands.add_parser("keys", help="set and read per-key decisions"), leaf=False)
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    block = keys_commands.add_parser("block")
+    block = shared_state(keys_commands.add_parser("block", help="block a key (its requests get 403 with the reason)"))
     block.add_argument("key_id")
     block.add_argument("--reason", required=True, help="reason code returned to the client")
     block.add_argument("--ttl", help="e.g. 1h; default: until allowed again")
     block.add_argument("--note")
-    throttle = keys_commands.add_parser("throttle")
+    throttle = shared_state(keys_commands.add_parser("throttle", help="move a key to a stricter tier"))
     throttle.add_argument("key_id")
     throttle.add_argument("--tier", required=True)
     throttle.add_argument("--reason")
     throttle.add_argument("--ttl")
     throttle.add_argument("--note")
-    keys_commands.add_parser("allow").add_argument("key_id")
-    keys_commands.add_parser("show").add_argument("key_id")
+    shared_state(keys_commands.add_parser("allow", help="lift a key's decision")).add_argument("key_id")
+    shared_state(keys_commands.add_parser("show", help="print a key's decision")).add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
 
     admin = commands.add_parser("admin", help="review console administration")
@@ -132,19 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     hash_token.add_argument("--token", help="'-': hash a token read from stdin instead of making one")
     hash_token.set_defaults(func=cmd_admin_hash_token)
 
-    audit = with_config(commands.add_parser("audit", help="the audit trail"))
-    audit.add_argument("--redis-url")
+    audit = shared_state(commands.add_parser("audit", help="the audit trail"), leaf=False)
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    export = audit_commands.add_parser("export", help="write the audit trail as JSON Lines, oldest first")
+    export = shared_state(audit_commands.add_parser("export", help="write the audit trail as JSON Lines, oldest first"))
     export.add_argument("--since", help="ISO time (2026-11-01T00:00:00Z) or a duration ago (7d)")
     export.add_argument("--until", help="ISO time or a duration ago")
     export.add_argument("--out", help="file to write (default: stdout)")
     audit.set_defaults(func=cmd_audit)
 
-    labels = with_config(commands.add_parser("labels", help="reviewers' verdicts, for `train --labels`"))
-    labels.add_argument("--redis-url")
-    labels_export = labels.add_subparsers(dest="labels_command", required=True).add_parser(
-        "export", help="write every label as JSON Lines (key_id, label, action, reviewer, reason, ts)")
+    labels = shared_state(commands.add_parser("labels", help="reviewers' verdicts, for `train --labels`"), leaf=False)
+    labels_export = shared_state(labels.add_subparsers(dest="labels_command", required=True).add_parser(
+        "export", help="write every label as JSON Lines (key_id, label, action, reviewer, reason, ts)"))
     labels_export.add_argument("--out", help="file to write (default: stdout)")
     labels.set_defaults(func=cmd_labels)
     return parser

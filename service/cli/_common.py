@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -25,6 +26,33 @@ def settings_from(args: argparse.Namespace, **extra) -> Settings:
         return load_settings(getattr(args, "config", None), **flags)
     except ConfigError as exc:
         sys.exit(f"distillguard: {exc}")
+
+
+def shared_state_settings(args: argparse.Namespace, command: str) -> Settings:
+    """Settings for a command that reads or writes the gateway's shared state in Redis. The
+    embedded store lives inside one gateway process, so such a command refuses to run
+    without a Redis URL (exit 2) rather than read an empty store of its own."""
+    settings = settings_from(args)
+    if settings.redis_url is None:
+        print(f"distillguard {command}: needs the gateway's Redis: pass --redis-url, or set redis_url in the "
+              f"config (--config) or DISTILLGUARD_REDIS_URL; the embedded store lives inside one gateway process, "
+              f"so there is nothing to read here", file=sys.stderr)
+        sys.exit(2)
+    return settings
+
+
+@contextlib.contextmanager
+def redis_errors(command: str):
+    """A Redis that cannot be reached ends the command with one line (exit 1), not a traceback;
+    the URL is not repeated, since it may carry a password."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        print(f"distillguard {command}: cannot reach the gateway's Redis ({type(exc).__name__})", file=sys.stderr)
+        sys.exit(1)
 
 
 def export_flags(args: argparse.Namespace) -> None:

@@ -100,16 +100,15 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    """Send a traffic file's requests to a running gateway (see traffic/replay.py)."""
-    from traffic.replay import (
+    """Send a traffic file's requests to a running gateway (see service/replay/replayer.py)."""
+    from ..keys import state_dir
+    from ..replay.replayer import (
         DetectionOptions,
         ReplayOptions,
         parse_shard,
         parse_speed,
         run_replay,
     )
-
-    from ..keys import state_dir
 
     settings = settings_from(args)
     secret = settings.key_secret.encode() if settings.key_secret else None

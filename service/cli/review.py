@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 
-from ..config import Settings, parse_duration
-from ._common import settings_from
+from ..config import Settings
+from ._common import redis_errors, settings_from, shared_state_settings
 
 
 def cmd_key_id(args: argparse.Namespace) -> None:
@@ -23,45 +24,43 @@ def cmd_key_id(args: argparse.Namespace) -> None:
 
 
 def cmd_keys(args: argparse.Namespace) -> None:
-    settings = settings_from(args)
-    if settings.redis_url is None:
-        sys.exit("distillguard: `keys` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
-    asyncio.run(_keys(args, settings))
+    """`keys block|throttle|allow|show`: a person's decision, through the same door as the
+    console's (service/decisions.py): decision, label, review status, audit entry and alert."""
+    settings = shared_state_settings(args, f"keys {args.keys_command}")
+    with redis_errors(f"keys {args.keys_command}"):
+        code = asyncio.run(_keys(args, settings))
+    if code:
+        sys.exit(code)
 
 
-async def _keys(args: argparse.Namespace, settings: Settings) -> None:
-    import json
-
-    from ..decisions import get_decision, set_decision
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from ..alerts.sender import AlertSender, public_url_of
+    from ..decisions import Actor, Policy, apply_decision
+    from ..errors import GatewayError
+    from ..records.decisions import get_decision
     from ..store import connect
 
     store = await connect(settings.redis_url, timeout=max(settings.redis_timeout, 2.0))
+    # The CLI has no long-running sender: this one delivers the command's alert, then closes,
+    # waiting up to `alerts.shutdown_grace` for the webhooks to answer.
+    alerts = AlertSender(settings.alerts, public_url_of(settings))
+    alerts.start()
     try:
-        who = os.environ.get("USER", "cli")
-        if args.keys_command == "block":
-            ttl = parse_duration(args.ttl) if args.ttl else None
-            await set_decision(store.client, args.key_id, "block", reason=args.reason, note=args.note or "",
-                               set_by=f"cli:{who}", ttl_seconds=ttl)
-        elif args.keys_command == "throttle":
-            if args.tier not in settings.limits.tiers:
-                sys.exit(f"distillguard: tier {args.tier!r} is not one of {sorted(settings.limits.tiers)}")
-            ttl = parse_duration(args.ttl) if args.ttl else None
-            await set_decision(store.client, args.key_id, "throttle", tier=args.tier, reason=args.reason or "",
-                               note=args.note or "", set_by=f"cli:{who}", ttl_seconds=ttl)
-        elif args.keys_command == "allow":
-            await set_decision(store.client, args.key_id, "allow", set_by=f"cli:{who}")
         if args.keys_command != "show":
-            from ..review.audit import append_audit
-
-            await append_audit(store.client, actor=f"cli:{who}", target=args.key_id,
-                               action="unblock" if args.keys_command == "allow" else args.keys_command,
-                               reason=getattr(args, "reason", None) or "",
-                               details={"tier": getattr(args, "tier", None), "ttl": getattr(args, "ttl", None),
-                                        "note": getattr(args, "note", None)},
-                               retention_seconds=settings.admin.audit_retention)
+            action = "unblock" if args.keys_command == "allow" else args.keys_command
+            try:
+                await apply_decision(store.client, Policy.of(settings), Actor("cli", os.environ.get("USER", "cli")),
+                                     args.key_id, action, reason=getattr(args, "reason", None) or "",
+                                     expires_in=getattr(args, "ttl", None), tier=getattr(args, "tier", None),
+                                     note=getattr(args, "note", None), alerts=alerts)
+            except GatewayError as exc:
+                print(f"distillguard keys {args.keys_command}: {exc.message}", file=sys.stderr)
+                return 2
         decision = await get_decision(store.client, args.key_id)
         print(json.dumps({"key_id": args.key_id, **decision.as_dict()}, indent=2))
+        return 0
     finally:
+        await alerts.close()
         await store.close()
 
 
@@ -72,23 +71,24 @@ def cmd_admin_hash_token(args: argparse.Namespace) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    """`audit export`: the audit stream as JSON Lines (see service/review/audit.py)."""
-    from ..review.audit import export_command
+    """`audit export`: the audit stream as JSON Lines (see service/records/audit.py)."""
+    from ..records.audit import export_command
 
-    settings = settings_from(args)
+    settings = shared_state_settings(args, "audit export")
     try:
         with open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout) as out:
-            written = asyncio.run(export_command(settings, out, since=args.since, until=args.until))
+            with redis_errors("audit export"):
+                written = asyncio.run(export_command(settings, out, since=args.since, until=args.until))
     except ValueError as exc:
         sys.exit(f"distillguard audit export: {exc}")
     print(f"{written} audit entries", file=sys.stderr)
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    """`labels export`: reviewers' verdicts as JSON Lines (see service/review/labels.py)."""
-    from ..review.labels import export_command
+    """`labels export`: reviewers' verdicts as JSON Lines (see service/records/labels.py)."""
+    from ..records.labels import export_command
 
-    settings = settings_from(args)
-    if settings.redis_url is None:
-        sys.exit("distillguard: `labels` needs --redis-url (or DISTILLGUARD_REDIS_URL): the gateway's Redis")
-    print(f"{export_command(settings, out=args.out)} labels", file=sys.stderr)
+    settings = shared_state_settings(args, "labels export")
+    with redis_errors("labels export"):
+        written = export_command(settings, out=args.out)
+    print(f"{written} labels", file=sys.stderr)

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from detectors.ladder import LadderConfig
+from detectors.linkage import LinkageConfig
 from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
 
 from .base import StrictModel, parse_duration
 
+# The detectors' own defaults are the one source: the settings below only validate them.
+LADDER = LadderConfig()
+LINKAGE = LinkageConfig()
+
 
 class LadderSettings(StrictModel):
-    """How detector verdicts become actions (see detectors/ladder.py)."""
+    """How detector verdicts become actions (see detectors/ladder.py, whose defaults these are)."""
 
-    throttle_after: int = Field(default=3, ge=0)
-    block_after: int = Field(default=0, ge=0)
-    release_after: int = Field(default=10, ge=1)
-    clear_below: float = Field(default=0.3, ge=0, le=1)
-    action_ttl: float = 86400.0
-    throttle_tier: str = "throttled"
-    shadow: bool = False
+    throttle_after: int = Field(default=LADDER.throttle_after, ge=0)
+    block_after: int = Field(default=LADDER.block_after, ge=0)
+    release_after: int = Field(default=LADDER.release_after, ge=1)
+    clear_below: float = Field(default=LADDER.clear_below, ge=0, le=1)
+    action_ttl: float = LADDER.action_ttl_seconds
+    throttle_tier: str = LADDER.throttle_tier
+    shadow: bool = LADDER.shadow
     allowlist: list[str] = Field(default_factory=list)
 
     _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
@@ -31,17 +37,17 @@ class LinkageSettings(StrictModel):
     # One clustering pass per this period, in one scorer at a time.
     every_s: float = 300.0
     # Keys active this recently take part in a pass.
-    window_s: float = 86400.0
+    window_s: float = LINKAGE.window_s
     # How long a key's signature outlives its last event in Redis.
     signature_ttl: float = 172800.0
     # Clusters kept for review per pass (flagged first, then the largest).
     clusters_kept: int = Field(default=500, ge=1, le=2000)
     # The detector's main thresholds (detectors/linkage/config.py says why each default).
-    min_requests: int = Field(default=5, ge=1)
-    min_members: int = Field(default=5, ge=2)
-    edge_min: float = Field(default=1.2, gt=0)
-    harvest_min: float = Field(default=0.6, ge=0, le=1)
-    coordination_min: float = Field(default=0.5, ge=0, le=1)
+    min_requests: int = Field(default=LINKAGE.min_requests, ge=1)
+    min_members: int = Field(default=LINKAGE.min_members, ge=2)
+    edge_min: float = Field(default=LINKAGE.edge_min, gt=0)
+    harvest_min: float = Field(default=LINKAGE.harvest_min, ge=0, le=1)
+    coordination_min: float = Field(default=LINKAGE.coordination_min, ge=0, le=1)
 
     _parse_durations = field_validator("every_s", "window_s", "signature_ttl", mode="before")(
         lambda cls, v: parse_duration(v)

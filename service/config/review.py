@@ -14,7 +14,7 @@ ALERT_EVENTS = ("flag", "throttle", "block", "cluster_flag", "manual_block")
 
 
 class WebhookConfig(StrictModel):
-    """One alert receiver (service/review/alerts.py). `name` labels its metrics and log lines, since
+    """One alert receiver (service/alerts/sender.py). `name` labels its metrics and log lines, since
     the URL may carry a token; the secret signs each body and may come from `secret_env`."""
 
     url: str

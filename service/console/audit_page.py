@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 
-from ..review.audit import parse_time, read_audit
+from ..records.audit import parse_time, read_audit
 from .auth import Reviewer, console_viewer
 from .render import error_page, render
 

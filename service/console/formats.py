@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 SHORT_PROMPT_CHARS = 160
-# The expiry choices of the block and throttle forms: (value for review/actions.py, label).
+# The expiry choices of the block and throttle forms: (value for service/decisions.py, label).
 EXPIRIES = (("24h", "in 24 hours"), ("7d", "in 7 days"), ("30d", "in 30 days"), ("", "never"), ("1h", "in 1 hour"))
 # What the page says after a redirect; the query string only picks one, so no text is echoed.
 DONE_MESSAGES = {

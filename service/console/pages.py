@@ -1,5 +1,6 @@
 """The console's review pages: the flag queue, a key's page, clusters, and the reviewer
-actions posted from them (which go through `service/review/actions.py`, like the admin API's).
+actions posted from them (through `service/review/actions.py` to the one door,
+service/decisions.py, like the admin API's and the CLI's).
 
 Every page is plain server-rendered HTML: GET forms filter, POST forms act and redirect
 back (303) with a short message. Viewers read; only reviewers see the forms, and a POST
@@ -19,22 +20,17 @@ from markupsafe import Markup
 
 from detectors.windows import FEATURE_NAMES
 
-from ..decisions import get_decision
+from ..decisions import CLUSTER_ID, KEY_ID
 from ..errors import GatewayError
 from ..recording.prompt_samples import read_samples
-from ..review.actions import (
-    CLUSTER_ID,
-    KEY_ID,
-    act_on_cluster,
-    act_on_key,
-    review_status,
-    review_statuses,
-)
-from ..review.audit import append_audit, read_audit
+from ..records.audit import append_audit, read_audit
+from ..records.clusters import key_cluster, read_cluster, read_clusters, read_passes
+from ..records.decisions import get_decision
+from ..records.flags import read_flag
+from ..records.reviews import review_status, review_statuses
+from ..review.actions import act_on_cluster, act_on_key
 from ..scoring.activity import read_activity
 from ..scoring.detection import load_state
-from ..scoring.flags import read_flag
-from ..scoring.linkage import key_cluster, read_cluster, read_clusters, read_passes
 from .auth import Reviewer, check_csrf, console_reviewer, console_viewer
 from .charts import activity_chart
 from .evidence import feature_rows, honest_ranges, reason_rows, verdict_reasons
@@ -61,7 +57,7 @@ def _settings(request: Request):
 
 
 def _alerts(request: Request):
-    """The webhook sender (service/review/alerts.py), so a reviewer's block alerts like the API's."""
+    """The webhook sender (service/alerts/sender.py), so a reviewer's block alerts like the API's."""
     return getattr(request.app.state.gateway, "alerts", None)
 
 
@@ -132,18 +128,12 @@ async def key_context(request: Request, key_id: str, *, revealed: bool = False) 
 
 @router.post("/admin/keys/{key_id}/actions", dependencies=ACTING)
 async def act_on_key_page(request: Request, key_id: str):
-    reviewer: Reviewer = request.state.reviewer
     if not KEY_ID.match(key_id):
         return error_page(request, 404, "No such key", "A key_id is 16 hex characters.")
-    form = await _form(request)
-    try:
-        await act_on_key(_client(request), _settings(request), reviewer, key_id, form["action"],
-                         reason=form["reason"], expires_in=form["expires_in"] or None, tier=form["tier"] or None,
-                         note=form["note"] or None, alerts=_alerts(request))
-    except (ValueError, GatewayError) as exc:
-        context = await key_context(request, key_id)
-        return render(request, "key.html", status_code=400, error=_message(exc), **context)
-    return _back(f"/admin/keys/{key_id}", form["action"])
+    action, error = await _act(request, act_on_key, key_id)
+    if error is not None:
+        return render(request, "key.html", status_code=400, error=error, **await key_context(request, key_id))
+    return _back(f"/admin/keys/{key_id}", action)
 
 
 @router.post("/admin/keys/{key_id}/reveal", dependencies=ACTING)
@@ -201,23 +191,31 @@ async def cluster_context(request: Request, cluster_id: str) -> dict | None:
 
 @router.post("/admin/clusters/{cluster_id}/actions", dependencies=ACTING)
 async def act_on_cluster_page(request: Request, cluster_id: str):
-    reviewer: Reviewer = request.state.reviewer
     if not CLUSTER_ID.match(cluster_id):
         return error_page(request, 404, "No such cluster", "Not a cluster id.")
-    form = await _form(request)
-    try:
-        await act_on_cluster(_client(request), _settings(request), reviewer, cluster_id, form["action"],
-                             reason=form["reason"], expires_in=form["expires_in"] or None,
-                             tier=form["tier"] or None, note=form["note"] or None, alerts=_alerts(request))
-    except (ValueError, GatewayError) as exc:
+    action, error = await _act(request, act_on_cluster, cluster_id)
+    if error is not None:
         context = await cluster_context(request, cluster_id)
         if context is None:
-            return error_page(request, 404, "No such cluster", _message(exc))
-        return render(request, "cluster.html", status_code=400, error=_message(exc), **context)
-    return _back(f"/admin/clusters/{cluster_id}", form["action"])
+            return error_page(request, 404, "No such cluster", error)
+        return render(request, "cluster.html", status_code=400, error=error, **context)
+    return _back(f"/admin/clusters/{cluster_id}", action)
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+async def _act(request: Request, act, target: str) -> tuple[str, str | None]:
+    """The posted form's action applied to a key or cluster by `act`; returns the action and
+    the reviewer-facing error, None when it was applied."""
+    form = await _form(request)
+    try:
+        await act(_client(request), _settings(request), request.state.reviewer, target, form["action"],
+                  reason=form["reason"], expires_in=form["expires_in"] or None, tier=form["tier"] or None,
+                  note=form["note"] or None, alerts=_alerts(request))
+    except (ValueError, GatewayError) as exc:
+        return form["action"], _message(exc)
+    return form["action"], None
 
 
 async def _form(request: Request) -> dict[str, str]:

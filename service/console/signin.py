@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from redis.exceptions import RedisError
 
 from .. import metrics
-from ..review.audit import append_audit
+from ..records.audit import append_audit
 from ..store import sign_in_failures_key
 from .auth import (
     Reviewer,

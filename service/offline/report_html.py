@@ -221,7 +221,7 @@ def _time_to_detect(summary: dict) -> str:
     panels = (("ttd_requests", 10, _axis_top(summary, "ttd_requests"), "requests to detect", label_w),
               ("ttd_seconds", 1, _axis_top(summary, "ttd_seconds"), "seconds to detect", label_w + panel_w + gap))
     body = []
-    for field, low, high, title, x0 in panels:
+    for _field, low, high, title, x0 in panels:
         body.append(_text(x0 + panel_w / 2, height - 8, title))
         exponent = round(math.log10(low))
         while 10 ** exponent <= high:

@@ -1,1 +1,2 @@
-"""What reviewers act on and are told: verdicts, labels (and the training they feed), audit trail, alerts."""
+"""What reviewers do: act on keys and clusters (through service/decisions.py), and train the next
+model from their labels."""

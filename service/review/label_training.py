@@ -110,7 +110,7 @@ def train_command(traffic_path: str, labels_path: str, *, key_id_of, salt: bytes
     """`train --traffic FILE --labels LABELS.jsonl`: the model, not yet saved."""
     from traffic.format import read_traffic
 
-    from .labels import read_labels_file
+    from ..records.labels import read_labels_file
 
     labels = read_labels_file(labels_path)
     return train_with_labels(read_traffic(traffic_path, key_id_of), salt, labels, target_fpr=target_fpr, seed=seed,

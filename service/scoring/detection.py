@@ -99,14 +99,20 @@ async def load_states(client, key_ids: list[str]) -> dict[str, KeyState]:
 def _state_from(key_id: str, blob: bytes | None) -> KeyState:
     """A checkpoint this version cannot read (an older window format) starts the key afresh:
     failing instead would stall its whole shard on every retry."""
+    return read_or_afresh(blob, KeyState.from_bytes, KeyState, key_id=key_id, what="state")
+
+
+def read_or_afresh(blob: bytes | None, parse, fresh, *, key_id: str, what: str, errors=(Exception,)):
+    """`parse(blob)`, or `fresh()` when there is no blob or it cannot be read: counted as
+    `<what>_unreadable` and logged, rather than stall the key's shard on every retry."""
     if not blob:
-        return KeyState()
+        return fresh()
     try:
-        return KeyState.from_bytes(blob)
-    except Exception as exc:
-        metrics.SCORER_ERRORS.labels("state_unreadable").inc()
-        log.warning("state of %s is unreadable (%s: %s); starting it afresh", key_id, type(exc).__name__, exc)
-        return KeyState()
+        return parse(blob)
+    except errors as exc:
+        metrics.SCORER_ERRORS.labels(f"{what}_unreadable").inc()
+        log.warning("%s of %s is unreadable (%s: %s); starting it afresh", what, key_id, type(exc).__name__, exc)
+        return fresh()
 
 
 async def load_state(client, key_id: str) -> KeyState | None:

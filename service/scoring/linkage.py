@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 
 from detectors.base import Reason, Verdict
 from detectors.features import RequestFeatures
@@ -38,45 +37,16 @@ from detectors.ladder import LadderConfig, step
 from detectors.linkage import KeySignature, LinkageConfig
 from detectors.pipeline import Evaluation, KeyState
 
-from .. import metrics
 from ..config import LinkageSettings
-from ..store import event_stream, key_state_key, queue_evalsha
-from .detection import event_id_key
+from ..records.batch import text_of
+from ..store import active_key, key_state_key, link_shard, queue_evalsha, signature_key
+from .detection import event_id_key, read_or_afresh
 
 log = logging.getLogger("distillguard.linkage")
 
-LINK_SHARDS = 16
 LINKAGE_FIELD = b"linkage"  # marks a stream entry that carries a pass's verdict, not a request
-CLUSTER_INDEX = "dg:{clusters}"
-PASS_LEASE = "dg:{linkage}:lease"
-PASS_DONE = "dg:{linkage}:done"
-PASS_LOG = "dg:{linkage}:passes"
 PASSES_KEPT = 50
 CURSOR_TTL_MS = 7 * 86400 * 1000
-
-
-def signature_key(key_id: str) -> str:
-    return f"dg:{{{key_id}}}:link"
-
-
-def key_cluster_key(key_id: str) -> str:
-    return f"dg:{{{key_id}}}:cluster"
-
-
-def active_key(shard: int) -> str:
-    return f"dg:{{link:{shard}}}:active"
-
-
-def cluster_key(cluster_id: str) -> str:
-    return f"dg:{{{cluster_id}}}:cluster"
-
-
-def publish_cursor_key(stream_shard: int) -> str:
-    return f"{event_stream(stream_shard)}:linkage"
-
-
-def link_shard(key_id: str) -> int:
-    return zlib.crc32(key_id.encode()) % LINK_SHARDS
 
 
 def linkage_config(settings: LinkageSettings) -> LinkageConfig:
@@ -84,15 +54,6 @@ def linkage_config(settings: LinkageSettings) -> LinkageConfig:
     return LinkageConfig(window_s=settings.window_s, min_requests=settings.min_requests,
                          min_members=settings.min_members, edge_min=settings.edge_min,
                          harvest_min=settings.harvest_min, coordination_min=settings.coordination_min)
-
-
-def text_of(value) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-
-
-def compact_json(value) -> str:
-    """Compact JSON; numpy scalars (in cluster properties) as plain numbers."""
-    return json.dumps(value, separators=(",", ":"), default=lambda item: item.item())
 
 
 # --- per event, in each shard worker -----------------------------------------------------
@@ -157,14 +118,8 @@ class SignatureBook:
 
 def _signature_from(key_id: str, blob: bytes | None) -> KeySignature:
     """An unreadable signature (another format version) starts afresh rather than stall the shard."""
-    if not blob:
-        return KeySignature()
-    try:
-        return KeySignature.from_bytes(blob)
-    except ValueError as exc:
-        metrics.SCORER_ERRORS.labels("signature_unreadable").inc()
-        log.warning("linkage signature of %s is unreadable (%s); starting it afresh", key_id, exc)
-        return KeySignature()
+    return read_or_afresh(blob, KeySignature.from_bytes, KeySignature, key_id=key_id, what="signature",
+                          errors=(ValueError,))
 
 
 def apply_member_verdict(ladder: LadderConfig, states: dict[str, KeyState], event_id: str,
@@ -201,37 +156,3 @@ def verdict_from(data: dict) -> Verdict:
         for r in data["reasons"]
     )
     return Verdict(str(data["detector"]), float(data["score"]), bool(data["flagged"]), reasons)
-
-
-# --- for the admin API -----------------------------------------------------------------------
-
-
-async def read_clusters(client, limit: int, flagged_only: bool = False) -> list[dict]:
-    """The last pass's clusters, flagged first, then the largest."""
-    cluster_ids = [text_of(c) for c in await client.zrevrange(CLUSTER_INDEX, 0, -1)]
-    if not cluster_ids:
-        return []
-    async with client.pipeline(transaction=False) as pipe:
-        for cluster_id in cluster_ids:
-            pipe.get(cluster_key(cluster_id))
-        raws = await pipe.execute()
-    clusters = [json.loads(raw) for raw in raws if raw]
-    if flagged_only:
-        clusters = [cluster for cluster in clusters if cluster["flagged"]]
-    clusters.sort(key=lambda cluster: (not cluster["flagged"], -cluster["size"], -cluster["score"]))
-    return clusters[:limit]
-
-
-async def read_cluster(client, cluster_id: str) -> dict | None:
-    raw = await client.get(cluster_key(cluster_id))
-    return json.loads(raw) if raw else None
-
-
-async def key_cluster(client, key_id: str) -> str | None:
-    raw = await client.get(key_cluster_key(key_id))
-    return text_of(raw) if raw else None
-
-
-async def read_passes(client, limit: int) -> list[dict]:
-    """The most recent passes' records, newest first."""
-    return [json.loads(raw) for raw in await client.lrange(PASS_LOG, 0, limit - 1)]

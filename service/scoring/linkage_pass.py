@@ -22,25 +22,23 @@ from detectors.linkage import KeySignature, LinkageDetector, LinkageResult
 from .. import metrics
 from ..config import Settings
 from ..events import shard_of
-from ..store import Store, event_stream
-from .linkage import (
+from ..records.batch import text_of
+from ..records.clusters import compact_json
+from ..store import (
     CLUSTER_INDEX,
-    CURSOR_TTL_MS,
     LINK_SHARDS,
     PASS_DONE,
     PASS_LEASE,
     PASS_LOG,
-    PASSES_KEPT,
+    Store,
     active_key,
     cluster_key,
-    compact_json,
+    event_stream,
     key_cluster_key,
-    linkage_config,
     publish_cursor_key,
     signature_key,
-    text_of,
-    verdict_dict,
 )
+from .linkage import CURSOR_TTL_MS, PASSES_KEPT, linkage_config, verdict_dict
 
 log = logging.getLogger("distillguard.linkage")
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -49,8 +50,9 @@ from detectors.features import RequestFeatures, from_fields
 from detectors.pipeline import Evaluation, KeyState, Pipeline
 
 from .. import metrics
+from ..alerts.sender import AlertSender, public_url_of
 from ..config import Settings
-from ..review.alerts import AlertSender, public_url_of
+from ..decisions import Policy
 from ..store import EVENT_GROUP, SCORER_REGISTRY, Store, event_stream, shard_lease_key
 from .actions import apply_evaluations
 from .activity import ActivityCounts
@@ -113,11 +115,13 @@ class Scorer:
     def __init__(self, store: Store, settings: Settings, *, pipeline: Pipeline | None = None,
                  name: str | None = None, alerts: AlertSender | None = None) -> None:
         self.store = store
-        self.alerts = alerts  # the process's alert queues (service/review/alerts.py); its owner starts and closes it
+        self.alerts = alerts  # the process's alert queues (service/alerts/sender.py); its owner starts and closes it
         self.client = store.client
         self.settings = settings
         self.detection = settings.detection
         self.pipeline = pipeline or build_pipeline(settings)
+        # The door's policy; a throttle uses the tier of the ladder that decided it.
+        self.policy = dataclasses.replace(Policy.of(settings), throttle_tier=self.pipeline.ladder.throttle_tier)
         self.name = name or default_name()
         self.lease_ms = int(self.detection.scorer_lease * 1000)
         self.heartbeat_seconds = max(self.detection.scorer_lease / 4, 0.1)
@@ -356,8 +360,7 @@ class ShardWorker:
         batch = await asyncio.to_thread(self._score, events)
         await self._confirm_lease()
         await apply_evaluations(self.client, batch.evaluations, flags_kept=self.scorer.detection.flags_kept,
-                                throttle_tier=self.scorer.pipeline.ladder.throttle_tier, alerts=self.scorer.alerts,
-                                audit_retention=self.scorer.settings.admin.audit_retention)
+                                policy=self.scorer.policy, alerts=self.scorer.alerts)
         self.uncommitted_ids.extend(_text(entry_id) for entry_id, _ in entries)
         for key_id, records in batch.records.items():
             kept = self.uncommitted.setdefault(key_id, [])

@@ -10,7 +10,7 @@ How it keeps its promises:
   records wait to be answered (and, on a schedule, while the next record is more than
   `HORIZON_S` in the future). Per-key state is kept only for keys with work waiting;
   each key's report row (a few numbers) stays to the end. Latency goes to fixed-size
-  histograms (see replay_report.py).
+  histograms (see report.py).
 
 Keys: a line with a raw `key` is sent with it. A recorded line has only a key_id (the raw
 key was never stored), so it is sent as `sk-replay-<key_id>`; the gateway then knows it by
@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .format import TrafficRecord, read_traffic
-from .replay_report import (
+from traffic.format import TrafficRecord, read_traffic
+
+from ..keys import KeyHasher
+from .report import (
     DetectionOptions,
     KeyRow,
     ReplayStats,
@@ -134,8 +136,6 @@ class Replayer:
         self.interrupted_by: int | None = None
         self.error: Exception | None = None
         if options.key_secret is not None:
-            from service.keys import KeyHasher
-
             self._gateway_key_id = KeyHasher(options.key_secret).key_id
         else:
             self._gateway_key_id = None

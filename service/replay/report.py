@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
-from service.offline.scoring import KeyOutcome, ScoreReport, format_summary
+from ..offline.scoring import KeyOutcome, ScoreReport, format_summary
 
 LATENCY_RANGE_US = (1, 3_600_000_000)  # 1 µs to 1 h
 FLAGS_PAGE = 10_000  # the admin API's largest `limit`

@@ -15,6 +15,7 @@ import time
 from detectors.ladder import Change
 
 from ..store import FLAG_INDEX, flag_key
+from .batch import get_json_many, text_of
 
 FLAG_TTL_SECONDS = 90 * 86400
 # Older linkage verdicts name their cluster only in their reasons' text.
@@ -64,11 +65,5 @@ async def read_flag(client, key_id: str) -> dict | None:
 
 async def read_flags(client, limit: int) -> list[dict]:
     """The newest `limit` flags by first flag time; index entries whose record expired are skipped."""
-    key_ids = [k.decode() if isinstance(k, bytes) else k for k in await client.zrevrange(FLAG_INDEX, 0, limit - 1)]
-    if not key_ids:
-        return []
-    async with client.pipeline(transaction=False) as pipe:
-        for key_id in key_ids:
-            pipe.get(flag_key(key_id))
-        raws = await pipe.execute()
-    return [json.loads(raw) for raw in raws if raw]
+    key_ids = [text_of(key_id) for key_id in await client.zrevrange(FLAG_INDEX, 0, limit - 1)]
+    return [flag for flag in await get_json_many(client, [flag_key(key_id) for key_id in key_ids]) if flag]

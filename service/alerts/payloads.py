@@ -1,4 +1,4 @@
-"""What an alert says and how it is signed (service/review/alerts.py sends it).
+"""What an alert says and how it is signed (service/alerts/sender.py sends it).
 
 An alert carries key_ids, scores and reason names only: never a raw API key, never a prompt.
 `shape_event` keeps the known fields of whatever a caller passes and drops the rest, so a
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from detectors.ladder import Change
 
 from ..config import ALERT_EVENTS
-from ..scoring.flags import cluster_of
+from ..records.flags import cluster_of
 
 MAX_REASONS = 10
 MAX_TEXT = 300

@@ -14,6 +14,7 @@ import sys
 from typing import IO
 
 from ..store import LABEL_INDEX, label_key
+from .batch import get_json_many, text_of
 
 LABEL_TTL_SECONDS = 400 * 86400
 LABELS = ("confirmed", "dismissed")
@@ -43,14 +44,11 @@ async def read_labels(client, limit: int | None = None) -> list[dict]:
     """Every label (or the newest `limit`), newest first; read in batches so a long history
     never becomes one huge reply."""
     stop = -1 if limit is None else limit - 1
-    key_ids = [k.decode() if isinstance(k, bytes) else k for k in await client.zrevrange(LABEL_INDEX, 0, stop)]
+    key_ids = [text_of(key_id) for key_id in await client.zrevrange(LABEL_INDEX, 0, stop)]
     labels: list[dict] = []
     for start in range(0, len(key_ids), READ_BATCH):
-        async with client.pipeline(transaction=False) as pipe:
-            for key_id in key_ids[start:start + READ_BATCH]:
-                pipe.get(label_key(key_id))
-            raws = await pipe.execute()
-        labels.extend(json.loads(raw) for raw in raws if raw)
+        batch = await get_json_many(client, [label_key(key_id) for key_id in key_ids[start:start + READ_BATCH]])
+        labels.extend(label for label in batch if label)
     return labels
 
 

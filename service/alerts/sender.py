@@ -5,7 +5,7 @@ queue without touching the network, so neither the scorer nor a console action w
 receiver; a full queue drops the alert (counted, logged). One task per webhook delivers its
 queue in order, retrying connection errors, timeouts, 429 and 5xx with doubling, jittered
 backoff, so a dead webhook holds up only its own queue. What an alert says and how it is
-signed: alert_payloads.py.
+signed: payloads.py.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from detectors.ladder import Change
 
 from .. import metrics
 from ..config import AlertsConfig, WebhookConfig
-from ..scoring.flags import cluster_of
+from ..records.flags import cluster_of
 from ..store import cluster_alerted_key
-from .alert_payloads import (
+from .payloads import (
     Alert,
     change_event,
     render_body,
@@ -243,20 +243,16 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-async def alert_on_change(alerts: AlertSender | None, client, change: Change, *, first_flag: bool,
-                          enforced: bool) -> None:
-    """The scorer's alerts for one ladder change: a key's first flag (a linkage cluster's
-    first member only, as `cluster_flag`), and each throttle or block it enforced."""
-    if alerts is None or not alerts.enabled:
+async def alert_on_flag(alerts: AlertSender | None, client, change: Change, *, first_flag: bool) -> None:
+    """The scorer's alert for a key's first flag (a linkage cluster's first member only, as
+    `cluster_flag`); the throttle or block it enforces is alerted by service/decisions.py."""
+    if alerts is None or not alerts.enabled or not first_flag or change.action == "none":
         return
     cluster_id = cluster_of(change)
-    if first_flag and change.action != "none":
-        if cluster_id is None:
-            await alerts.notify(change_event("flag", change))
-        elif await _first_of_cluster(client, cluster_id):
-            await alerts.notify(change_event("cluster_flag", change))
-    if enforced and change.action in ("throttle", "block"):
-        await alerts.notify(change_event(change.action, change))
+    if cluster_id is None:
+        await alerts.notify(change_event("flag", change))
+    elif await _first_of_cluster(client, cluster_id):
+        await alerts.notify(change_event("cluster_flag", change))
 
 
 async def _first_of_cluster(client, cluster_id: str) -> bool:
