@@ -43,7 +43,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import proxy_bench as pb  # its process, readiness and environment helpers
+import proxy_bench as pb  # noqa: E402  (its process, readiness and environment helpers)
 
 STREAMS = 8
 BIG = 1_000_000_000
