@@ -49,7 +49,7 @@ class GeneralisationPlan:
     hold_out_families: bool = False
     drop_usage: bool = False
     features_mode: bool = False
-    max_requests_per_key: int = 2000
+    max_requests_per_key: int = 1000
     scenarios: tuple[str, ...] = ()
     param_items: tuple[str, ...] = ()
 

@@ -23,8 +23,8 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
     group.add_argument("--drop-usage", action="store_true", help="also measure with `usage` removed from every line")
     group.add_argument("--features-mode", action="store_true",
                        help="also measure the lines as a `bodies: features` recording keeps them")
-    group.add_argument("--max-requests-per-key", type=int, default=2000, metavar="N",
-                       help="a key not flagged within its first N requests is missed (default: 2000)")
+    group.add_argument("--max-requests-per-key", type=int, default=1000, metavar="N",
+                       help="a key not flagged within its first N requests is missed (default: 1000)")
     group.add_argument("--report", help="write the generalisation report as JSON here")
 
 
