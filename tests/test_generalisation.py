@@ -149,10 +149,12 @@ def test_the_report_puts_the_worst_family_and_draw_first():
 
 # --- fitting without the held-out family ----------------------------------------------------
 
-SMALL = GeneralisationPlan(benign=45, attacks_per_family=1, hours=2, seed=2, max_requests_per_key=60,
-                           hold_out_families=True)
+FEW = ("rag_service", "document_pipeline", "intent_classifier", "low_and_slow", "reward_grading")
+SMALL = GeneralisationPlan(benign=18, attacks_per_family=2, hours=3, seed=2, max_requests_per_key=60,
+                           hold_out_families=True, families=FEW)
 
 
+@pytest.mark.timeout(600)  # seconds on an idle machine; the shared one runs many jobs at once
 def test_a_held_out_family_never_reaches_fitting_and_is_measured():
     fitted_on: dict[str, set[str]] = {}
 
@@ -163,7 +165,7 @@ def test_a_held_out_family_never_reaches_fitting_and_is_measured():
 
     outcomes = measure(SMALL, load_settings(None), 0, "full", fit=spying_fit)
     attack_families = {SCENARIOS[name].family_of(name) for name in population(SMALL) if SCENARIOS[name].label == "attack"}
-    assert "nothing" in fitted_on and len(fitted_on) > 5
+    assert set(fitted_on) == {"nothing", "rag_service", "document_pipeline", "intent_classifier"}
     for left_out, families in fitted_on.items():
         assert left_out not in families
         assert not families & attack_families
@@ -194,12 +196,14 @@ def test_without_hold_out_no_measured_honest_key_was_fitted_on(monkeypatch):
     assert not fitted_keys & scored_keys
 
 
+@pytest.mark.timeout(600)  # about 20 s on an idle machine; the shared one runs many jobs at once
 def test_evaluate_randomise_hold_out_reports_the_worst_case_first(tmp_path):
     report = tmp_path / "report.json"
     completed = subprocess.run(
         [sys.executable, "-m", "service.cli", "evaluate", "--randomise", "--hold-out-families", "--drop-usage",
-         "--benign", "45", "--attacks-per-scenario", "1", "--hours", "2", "--seed", "2",
-         "--max-requests-per-key", "60", "--report", str(report)],
+         "--benign", "12", "--attacks-per-scenario", "2", "--hours", "3", "--seed", "2",
+         "--max-requests-per-key", "40", "--families", "rag_service,document_pipeline,low_and_slow,reward_grading",
+         "--report", str(report)],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.splitlines()
@@ -212,4 +216,4 @@ def test_evaluate_randomise_hold_out_reports_the_worst_case_first(tmp_path):
     rates = [row["conditions"]["full"]["rate"] for row in result["families"] if row["label"] == "attack"
              and row["conditions"]["full"]["rate"] is not None]
     assert worst["rate"] == min(rates) == rates[0]
-    assert "--randomise --hold-out-families --drop-usage" in completed.stdout
+    assert "--randomise --hold-out-families --drop-usage --max-requests-per-key 40 --families" in completed.stdout

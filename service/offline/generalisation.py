@@ -52,6 +52,7 @@ class GeneralisationPlan:
     max_requests_per_key: int = 1000
     scenarios: tuple[str, ...] = ()
     param_items: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()  # only these families (default: every single-key family)
 
     def __post_init__(self) -> None:
         if not 0 < self.train_share < 1:
@@ -61,6 +62,10 @@ class GeneralisationPlan:
         if self.max_requests_per_key < FIRST_EVALUATION:
             raise ValueError(f"max_requests_per_key must be at least {FIRST_EVALUATION}")
         parse_params(list(self.param_items))
+        known = {scenario.family_of(name) for name, scenario in SCENARIOS.items()}
+        unknown = sorted(set(self.families) - known)
+        if unknown:
+            raise ValueError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -75,10 +80,12 @@ def population(plan: GeneralisationPlan) -> dict[str, int]:
     each family's false-positive rate is measured on as many keys), `attacks_per_family`
     keys of each harvesting one, and any NAME=N on top. Group scenarios (hydra, offices,
     shared apps) are left to linkage's own evaluation."""
-    honest = [name for name, s in SCENARIOS.items() if s.label == BENIGN and s.group is None]
-    attacks = [name for name, s in SCENARIOS.items() if s.label == ATTACK and s.group is None]
+    chosen = [name for name, s in SCENARIOS.items()
+              if s.group is None and (not plan.families or s.family_of(name) in plan.families)]
+    honest = [name for name in chosen if SCENARIOS[name].label == BENIGN]
+    attacks = [name for name in chosen if SCENARIOS[name].label == ATTACK]
     mix = {name: plan.benign // len(honest) + (index < plan.benign % len(honest)) for index, name in
-           enumerate(honest)}
+           enumerate(honest)} if honest else {}
     mix.update({name: plan.attacks_per_family for name in attacks if plan.attacks_per_family})
     for name, count in parse_mix(0, 0, list(plan.scenarios)).items() if plan.scenarios else ():
         mix[name] = mix.get(name, 0) + count
@@ -233,6 +240,8 @@ def command_line(plan: dict) -> str:
         parts.append(f"--train-share {plan['train_share']:g}")
     if plan["max_requests_per_key"] != GeneralisationPlan.max_requests_per_key:
         parts.append(f"--max-requests-per-key {plan['max_requests_per_key']}")
+    if plan["families"]:
+        parts.append(f"--families {','.join(plan['families'])}")
     parts += [f"--scenario {item}" for item in plan["scenarios"]]
     parts += [f"--param {item}" for item in plan["param_items"]]
     return " ".join(parts)

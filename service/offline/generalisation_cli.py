@@ -25,13 +25,15 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
                        help="also measure the lines as a `bodies: features` recording keeps them")
     group.add_argument("--max-requests-per-key", type=int, default=1000, metavar="N",
                        help="a key not flagged within its first N requests is missed (default: 1000)")
+    group.add_argument("--families", default="", metavar="A,B,...",
+                       help="only these families (default: every single-key family)")
     group.add_argument("--report", help="write the generalisation report as JSON here")
 
 
 def wanted(args: argparse.Namespace) -> bool:
     """Whether the command line asks for a generalisation run."""
     return bool(args.randomise or args.hold_out_families or args.drop_usage or args.features_mode
-                or args.draws != 1 or args.report)
+                or args.draws != 1 or args.report or args.families)
 
 
 def run(args: argparse.Namespace, settings) -> None:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace, settings) -> None:
             train_share=args.train_share, target_fpr=args.target_fpr, randomise=args.randomise,
             hold_out_families=args.hold_out_families, drop_usage=args.drop_usage, features_mode=args.features_mode,
             max_requests_per_key=args.max_requests_per_key, scenarios=tuple(args.scenario),
-            param_items=tuple(args.param))
+            param_items=tuple(args.param), families=tuple(f for f in args.families.split(",") if f))
         result = run_generalisation(plan, settings, progress=lambda message: print(message, file=sys.stderr,
                                                                                      flush=True))
     except ValueError as exc:
