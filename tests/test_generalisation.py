@@ -150,7 +150,7 @@ def test_the_report_puts_the_worst_family_and_draw_first():
 # --- fitting without the held-out family ----------------------------------------------------
 
 FEW = ("rag_service", "document_pipeline", "intent_classifier", "low_and_slow", "reward_grading")
-SMALL = GeneralisationPlan(benign=18, attacks_per_family=2, hours=3, seed=2, max_requests_per_key=60,
+SMALL = GeneralisationPlan(benign=18, attacks_per_family=2, hours=3, seed=2, max_requests_per_key=100,
                            hold_out_families=True, families=FEW)
 
 
@@ -200,20 +200,19 @@ def test_without_hold_out_no_measured_honest_key_was_fitted_on(monkeypatch):
 def test_evaluate_randomise_hold_out_reports_the_worst_case_first(tmp_path):
     report = tmp_path / "report.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "service.cli", "evaluate", "--randomise", "--hold-out-families", "--drop-usage",
-         "--benign", "12", "--attacks-per-scenario", "2", "--hours", "3", "--seed", "2",
-         "--max-requests-per-key", "40", "--families", "rag_service,document_pipeline,low_and_slow,reward_grading",
-         "--report", str(report)],
+        [sys.executable, "-m", "service.cli", "evaluate", "--randomise", "--hold-out-families",
+         "--benign", "18", "--attacks-per-scenario", "2", "--hours", "3", "--seed", "2",
+         "--max-requests-per-key", "100", "--families", ",".join(FEW), "--report", str(report)],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.splitlines()
     assert lines[0].startswith("worst case over families and draws")
-    assert "lowest recall" in lines[1] and "without usage" in lines[3]
+    assert "lowest recall" in lines[1] and "highest honest FPR" in lines[1]
     result = json.loads(report.read_text())
-    assert result["conditions"] == ["full", "no_usage"]
+    assert result["conditions"] == ["full"]
     assert result["plan"]["hold_out_families"] and result["plan"]["randomise"]
     worst = result["worst"]["full"]["attack"]["worst"]
     rates = [row["conditions"]["full"]["rate"] for row in result["families"] if row["label"] == "attack"
              and row["conditions"]["full"]["rate"] is not None]
     assert worst["rate"] == min(rates) == rates[0]
-    assert "--randomise --hold-out-families --drop-usage --max-requests-per-key 40 --families" in completed.stdout
+    assert "--randomise --hold-out-families --max-requests-per-key 100 --families" in completed.stdout
