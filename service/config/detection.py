@@ -4,24 +4,37 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from detectors.ladder import LadderConfig
 from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
 
 from .base import StrictModel, parse_duration
+
+_LADDER = LadderConfig()  # one source for the defaults: the detectors' dataclass
 
 
 class LadderSettings(StrictModel):
     """How detector verdicts become actions (see detectors/ladder.py)."""
 
-    throttle_after: int = Field(default=3, ge=0)
-    block_after: int = Field(default=0, ge=0)
-    release_after: int = Field(default=10, ge=1)
-    clear_below: float = Field(default=0.3, ge=0, le=1)
-    action_ttl: float = 86400.0
-    throttle_tier: str = "throttled"
-    shadow: bool = False
+    throttle_after: int = Field(default=_LADDER.throttle_after, ge=0)
+    block_after: int = Field(default=_LADDER.block_after, ge=0)
+    # Stepping down takes all three: clean evaluations, clean requests, clean time.
+    release_after: int = Field(default=_LADDER.release_after, ge=1)
+    release_after_requests: int = Field(default=_LADDER.release_after_requests, ge=0)
+    release_after_seconds: float = Field(default=_LADDER.release_after_seconds, ge=0)
+    clear_below: float = Field(default=_LADDER.clear_below, ge=0, le=1)
+    action_ttl: float = _LADDER.action_ttl_seconds
+    throttle_tier: str = _LADDER.throttle_tier
+    shadow: bool = _LADDER.shadow
+    # A flagged key stays flagged (on the review queue) until a reviewer acts on it.
+    sticky: bool = _LADDER.sticky
+    # A harvest seen over N requests takes at least N clean requests to relax a step.
+    release_scales_with_harvest: bool = _LADDER.release_scales_with_harvest
     allowlist: list[str] = Field(default_factory=list)
 
     _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
+    _parse_clean_time = field_validator("release_after_seconds", mode="before")(
+        lambda cls, v: 0.0 if v in (0, "0") else parse_duration(v)
+    )
 
 
 class LinkageSettings(StrictModel):

@@ -36,8 +36,10 @@ def ladder_config(detection: DetectionConfig) -> LadderConfig:
     ladder = detection.ladder
     return LadderConfig(
         throttle_after=ladder.throttle_after, block_after=ladder.block_after, release_after=ladder.release_after,
+        release_after_requests=ladder.release_after_requests, release_after_seconds=ladder.release_after_seconds,
         clear_below=ladder.clear_below, action_ttl_seconds=ladder.action_ttl, throttle_tier=ladder.throttle_tier,
-        shadow=ladder.shadow, allowlist=frozenset(ladder.allowlist),
+        shadow=ladder.shadow, sticky=ladder.sticky,
+        release_scales_with_harvest=ladder.release_scales_with_harvest, allowlist=frozenset(ladder.allowlist),
     )
 
 
