@@ -32,6 +32,7 @@ RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_LABEL_CHARS = 128
 MAX_COUNT = 2**31 - 1
+UNKNOWN_COUNT = -1  # a count no line carried (completion tokens without `usage`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class RequestFeatures:
     """What one finished request leaves behind for the detectors; no prompt text.
 
     Absent parameters read -1.0 (temperature, top_p), 0 (max_tokens, top_logprobs), 1 (n)
-    or "" (strings). `template_fp` is a 64-bit SimHash of the last user text with its
+    or "" (strings); `completion_tokens` reads -1 when no `usage` said it (unknown, never 0). `template_fp` is a 64-bit SimHash of the last user text with its
     fillers masked (compare with `hamming`); `template_head` a 32-bit id of its first four
     masked words; `ip_prefix` a salted hash of the client's /24 or /64; `header_order` a
     salted hash of the request's header names in the order sent, which tells the HTTP client
@@ -272,12 +273,12 @@ def _order_hash(names: str, salt: bytes) -> str:
     return _keyed(names, salt)
 
 
-def _usage_tokens(usage: object, name: str, alias: str) -> int:
+def _usage_tokens(usage: object, name: str, alias: str, unknown: int = 0) -> int:
     if isinstance(usage, Mapping):
         value = usage.get(name, usage.get(alias))
     else:
         value = getattr(usage, name, None)
-    return _count(value, 0)
+    return _count(value, unknown)
 
 
 def request_features(
@@ -325,7 +326,7 @@ def request_features(
         path=path,
         prompt_chars=prompt.chars,
         prompt_tokens=prompt_tokens,
-        completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens"),
+        completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens", UNKNOWN_COUNT),
         message_count=prompt.count,
         system_hash=short_hash(system_text) if prompt.system else "",
         user_hash=duplicate_hash(lowered[-1]) if prompt.user else "",

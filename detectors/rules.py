@@ -9,6 +9,7 @@ because honest automation (batch jobs, chatbot backends) shares them.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -75,6 +76,11 @@ DEFAULT_RULES: dict[str, dict] = {
 }
 
 
+# When a feature is unknown (too few lines carried its field), the condition reads what the
+# lines do carry instead: the answer length asked for stands in for the answer length seen.
+SUBSTITUTES = {"completion_tokens_log_mean": "max_tokens_log_mean"}
+
+
 class RuleError(ValueError):
     """A rule that cannot be used; the message names the rule and the condition."""
 
@@ -89,8 +95,26 @@ class Condition:
     def index(self) -> int:
         return FEATURE_NAMES.index(self.feature)
 
-    def holds(self, features: Sequence[float]) -> bool:
-        return _OPS[self.op](features[self.index], self.threshold)
+    def holds(self, features: Sequence[float]) -> bool | None:
+        """True or False; None when the feature is unknown (and no substitute is known)."""
+        value = self.value(features)
+        return None if math.isnan(value) else _OPS[self.op](value, self.threshold)
+
+    def value(self, features: Sequence[float]) -> float:
+        """The feature's value, or what the lines do carry in its place when it is unknown."""
+        value = features[self.index]
+        if math.isnan(value) and self.feature in SUBSTITUTES:
+            return features[FEATURE_NAMES.index(SUBSTITUTES[self.feature])]
+        return value
+
+    def describe(self, features: Sequence[float]) -> str:
+        value = features[self.index]
+        if not math.isnan(value):
+            return f"{self.feature}={value:.3g} ({self})"
+        substitute = SUBSTITUTES.get(self.feature)
+        if substitute and not math.isnan(features[FEATURE_NAMES.index(substitute)]):
+            return f"{self.feature} unknown, {substitute}={self.value(features):.3g} in its place ({self})"
+        return f"{self.feature} unknown ({self})"
 
     def __str__(self) -> str:
         return f"{self.feature} {self.op} {self.threshold:g}"
@@ -126,8 +150,16 @@ def parse_rules(spec: dict[str, dict]) -> list[Rule]:
     return rules
 
 
+def fires(rule: Rule, features: Sequence[float]) -> bool:
+    """No known condition fails and at least half of them are known: an unknown condition is
+    neither met nor failed, and the rule judges on what is known."""
+    outcomes = [condition.holds(features) for condition in rule.conditions]
+    known = [outcome for outcome in outcomes if outcome is not None]
+    return all(known) and 2 * len(known) >= len(outcomes)
+
+
 class RulesDetector:
-    """Fires when any rule's conditions all hold; every fired rule is a reason."""
+    """Fires when any rule's known conditions all hold; every fired rule is a reason."""
 
     name = "rules"
 
@@ -137,9 +169,9 @@ class RulesDetector:
     def score(self, features: Sequence[float], requests_seen: int) -> Verdict:
         reasons = []
         for rule in self.rules:
-            if requests_seen >= rule.min_requests and all(c.holds(features) for c in rule.conditions):
-                detail = " and ".join(f"{c.feature}={features[c.index]:.3g} ({c})" for c in rule.conditions)
-                first = rule.conditions[0]
-                reasons.append(Reason(rule.name, first.feature, features[first.index], None,
+            if requests_seen >= rule.min_requests and fires(rule, features):
+                detail = " and ".join(c.describe(features) for c in rule.conditions)
+                first = next((c for c in rule.conditions if c.holds(features) is not None), rule.conditions[0])
+                reasons.append(Reason(rule.name, first.feature, first.value(features), None,
                                       f"{rule.description}: {detail}" if rule.description else detail))
         return Verdict(self.name, 1.0 if reasons else 0.0, bool(reasons), tuple(reasons))

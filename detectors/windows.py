@@ -15,6 +15,10 @@ from .features import RequestFeatures
 from .public_evals import is_public_eval
 
 WINDOW_SIZE = 200
+# A feature read from a field some lines lack (usage, max_tokens, temperature) is computed
+# over the requests that carried it, and is unknown (NaN) with fewer than this many.
+MIN_KNOWN = 5
+UNKNOWN = float("nan")
 BANDS = 4  # SimHash split into 4 bands of 16 bits: Hamming distance <= 3 shares a band.
 
 # The window features, in the order every model and report uses. What each one catches
@@ -187,9 +191,16 @@ class KeyWindow:
         sums["prompt_tokens"] += sign * slot.prompt_tokens
         sums["prompt_tokens_sq"] += sign * slot.prompt_tokens * slot.prompt_tokens
         sums["log_prompt"] += sign * _log_fixed(slot.prompt_tokens)
-        sums["log_completion"] += sign * _log_fixed(slot.completion_tokens)
-        sums["completion_tokens"] += sign * slot.completion_tokens
-        sums["log_max_tokens"] += sign * _log_fixed(slot.max_tokens)
+        if slot.completion_tokens >= 0:  # -1: no usage on the line, unknown
+            sums["completion_known"] += sign
+            sums["log_completion"] += sign * _log_fixed(slot.completion_tokens)
+            sums["completion_tokens"] += sign * slot.completion_tokens
+            sums["prompt_tokens_answered"] += sign * slot.prompt_tokens
+        if slot.max_tokens > 0:  # 0: not asked, the model's own limit
+            sums["max_tokens_known"] += sign
+            sums["log_max_tokens"] += sign * _log_fixed(slot.max_tokens)
+        if slot.sampling[1] >= 0:  # -1: not sent
+            sums["temperature_known"] += sign
         sums["reasoning"] += sign * slot.reasoning
         sums["logprobs"] += sign * slot.logprobs
         sums["top_logprobs"] += sign * slot.top_logprobs
@@ -214,7 +225,8 @@ class KeyWindow:
         self._hour_stamp[hour % 24] = hour
 
     def features(self) -> list[float]:
-        """The window features in `FEATURE_NAMES` order."""
+        """The window features in `FEATURE_NAMES` order; NaN where too few requests carried
+        the field a feature reads (see `MIN_KNOWN`): unknown, never zero."""
         n = len(self.slots)
         if n == 0:
             return [0.0] * len(FEATURE_NAMES)
@@ -233,6 +245,8 @@ class KeyWindow:
             iat_cv = 1.0
         mean_prompt = sums["prompt_tokens"] / n
         var_prompt = max(sums["prompt_tokens_sq"] / n - mean_prompt * mean_prompt, 0.0)
+        answered, max_known, temperature_known = (
+            sums["completion_known"], sums["max_tokens_known"], sums["temperature_known"])
         return [
             float(last_hour),
             iat_cv,
@@ -242,9 +256,9 @@ class KeyWindow:
             len(self._prompts) / n,
             sums["log_prompt"] / _LOG_SCALE / n,
             math.sqrt(var_prompt) / mean_prompt if mean_prompt > 0 else 0.0,
-            sums["log_completion"] / _LOG_SCALE / n,
-            sums["completion_tokens"] / max(sums["prompt_tokens"], 1),
-            sums["log_max_tokens"] / _LOG_SCALE / n,
+            sums["log_completion"] / _LOG_SCALE / answered if answered >= MIN_KNOWN else UNKNOWN,
+            sums["completion_tokens"] / max(sums["prompt_tokens_answered"], 1) if answered >= MIN_KNOWN else UNKNOWN,
+            sums["log_max_tokens"] / _LOG_SCALE / max_known if max_known >= MIN_KNOWN else UNKNOWN,
             sums["reasoning"] / n,
             sums["logprobs"] / n,
             sums["top_logprobs"] / n,
@@ -252,7 +266,7 @@ class KeyWindow:
             sums["single_turn"] / n,
             sums["has_system"] / n,
             len(self._sampling) / n,
-            sums["greedy"] / n,
+            sums["greedy"] / temperature_known if temperature_known >= MIN_KNOWN else UNKNOWN,
             float(len(self._ips)),
             float(len(self._agents)),
             sums["error"] / n,

@@ -186,3 +186,38 @@ def test_the_capability_harvest_at_temperature_0_fires_only_past_any_evaluations
     assert not rules.score(greedy, requests_seen=999).flagged  # an evaluation of up to ~1,000 prompts
     assert [reason.name for reason in rules.score(greedy, requests_seen=1000).reasons] == \
         ["greedy_capability_harvest"]
+
+
+# --- unknown features ---------------------------------------------------------------------
+
+NAN = float("nan")
+ANSWERS_SPEC = {
+    "long_answers": {
+        "min_requests": 30,
+        "when": ["unique_prompt_share >= 0.9", "completion_tokens_log_mean >= 6", "greedy_share <= 0.5"],
+    }
+}
+
+
+def test_an_unknown_condition_is_neither_met_nor_failed_and_the_rule_judges_on_the_rest():
+    rules = detector(ANSWERS_SPEC)
+    assert rules.score(window(unique_prompt_share=1.0, completion_tokens_log_mean=6.5, greedy_share=NAN), 30).flagged
+    assert not rules.score(window(unique_prompt_share=0.5, completion_tokens_log_mean=6.5, greedy_share=NAN),
+                           30).flagged
+
+
+def test_a_rule_with_most_conditions_unknown_does_not_fire():
+    rules = detector(ANSWERS_SPEC)
+    features = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=NAN,
+                      greedy_share=NAN)
+    assert not rules.score(features, 30).flagged
+
+
+def test_an_unknown_answer_length_is_read_from_the_max_tokens_asked_and_the_reason_says_so():
+    rules = detector(ANSWERS_SPEC)
+    asked_long = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=7.0)
+    verdict = rules.score(asked_long, 30)
+    assert verdict.flagged
+    assert "completion_tokens_log_mean unknown, max_tokens_log_mean=7 in its place" in verdict.reasons[0].detail
+    asked_short = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=4.0)
+    assert not rules.score(asked_short, 30).flagged
