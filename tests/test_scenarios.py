@@ -22,6 +22,7 @@ from traffic import prompts, traces, vocabulary
 from traffic.__main__ import main as python_m_traffic
 from traffic.attacks import ALPACA_BATCH
 from traffic.format import TrafficWriter, read_traffic
+from traffic.records import message_chars
 from traffic.scenarios import BENIGN_MIX, SCENARIOS, attack_mix, benign_mix, generate
 from traffic.timing import renewal_arrivals
 
@@ -139,7 +140,7 @@ def test_addresses_come_only_from_documentation_ranges(name):
 def test_usage_counts_prompt_characters_and_caps_completions(name):
     for record in sample(name, limit=200):
         body, usage = record["body"], record["usage"]
-        chars = sum(len(m["content"]) for m in body["messages"])
+        chars = sum(message_chars(m) for m in body["messages"])
         assert chars / 4 <= usage["prompt_tokens"] <= chars / 4 + 1 + 3 * len(body["messages"])
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
         if cap:
