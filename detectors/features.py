@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
+from .request_shape import asks_for_judgement, asks_for_rewrite, last_assistant_text, segments, tool_results, toolset_hash
 from .text import (
     asks_for_new_tasks,
     asks_for_reasoning,
@@ -77,6 +78,16 @@ class RequestFeatures:
     header_order: str = ""
     task_generation_marker: bool = False
     previous_user_hash: str = ""
+    # The request's shape (detectors/request_shape.py): the newest user turn's length and
+    # line segments, tool results fed back, the tool set offered, the assistant turn resent,
+    # and whether it asks for a judgement or for an instruction to be rewritten.
+    user_chars: int = 0
+    segments: str = ""
+    tool_results: int = 0
+    toolset: str = ""
+    assistant_hash: str = ""
+    judgement_marker: bool = False
+    rewrite_marker: bool = False
 
 
 @dataclass(slots=True)
@@ -316,6 +327,10 @@ def request_features(
     reasoning_marker = not embeddings and any(map(asks_for_reasoning, lowered))
     task_generation_marker = not embeddings and any(map(asks_for_new_tasks, lowered))
     logprobs, top_logprobs = _logprobs(body)
+    history = body.get("messages")
+    if not isinstance(history, list):
+        history = body.get("input") if isinstance(body.get("input"), list) else None
+    assistant_text = last_assistant_text(history)
     prompt_tokens = _usage_tokens(usage, "prompt_tokens", "input_tokens")
     if prompt_tokens == 0:
         prompt_tokens = -(-prompt.chars // 4) + prompt.token_ids
@@ -351,6 +366,13 @@ def request_features(
         header_order=header_order(headers, salt),
         task_generation_marker=task_generation_marker,
         previous_user_hash=duplicate_hash(previous_user_text.lower()) if previous_user_text else "",
+        user_chars=len(user_text),
+        segments=segments(user_text),
+        tool_results=tool_results(history),
+        toolset=toolset_hash(body),
+        assistant_hash=duplicate_hash(assistant_text.lower()) if assistant_text else "",
+        judgement_marker=not embeddings and any(map(asks_for_judgement, lowered)),
+        rewrite_marker=not embeddings and any(map(asks_for_rewrite, lowered)),
     )
 
 

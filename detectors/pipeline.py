@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .base import Verdict
+from .evidence import EvidenceDetector
 from .features import RequestFeatures
 from .iforest import ForestDetector
 from .ladder import Change, LadderConfig, LadderState, step
@@ -75,10 +76,12 @@ class Evaluation:
 class Pipeline:
     """Windows, detectors and ladder wired together; pure, no I/O."""
 
-    def __init__(self, rules: RulesDetector, forest: ForestDetector | None, ladder: LadderConfig) -> None:
+    def __init__(self, rules: RulesDetector, forest: ForestDetector | None, ladder: LadderConfig,
+                 evidence: EvidenceDetector | None = None) -> None:
         self.rules = rules
         self.forest = forest
         self.ladder = ladder
+        self.evidence = evidence if evidence is not None else EvidenceDetector()
 
     def observe(self, state: KeyState, event: RequestFeatures) -> Snapshot | None:
         """Add one event to its key's window; a Snapshot when the key is now due."""
@@ -98,7 +101,7 @@ class Pipeline:
         evaluations = []
         for (state, snapshot), row, forest_verdict in zip(due, matrix, forest_verdicts):
             key_id, count = snapshot.key_id, snapshot.requests_seen
-            verdicts = [self.rules.score(row, count)]
+            verdicts = [self.evidence.score(row, count), self.rules.score(row, count)]
             if forest_verdict is not None:
                 verdicts.append(forest_verdict)
             state.last_verdicts = [

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .features import RequestFeatures
 from .public_evals import is_public_eval
+from .request_shape import parse_segments
+from .task_sketch import TaskSketch
 
 WINDOW_SIZE = 200
 # A feature read from a field some lines lack (usage, max_tokens, temperature) is computed
@@ -50,7 +52,23 @@ FEATURE_NAMES: tuple[str, ...] = (
     "task_generation_share",
     "public_eval_share",
     "standalone_share",
+    # The request's shape (detectors/request_shape.py): what part of the prompts is the key's
+    # recurring template, how long answers are against the new text, soft labels on
+    # generated text, tool loops, turns the model wrote, judgements, rewritten instructions.
+    "template_share",
+    "variable_tokens_log_mean",
+    "answer_to_variable_ratio",
+    "logprobs_generated_share",
+    "tool_use_share",
+    "tool_results_share",
+    "toolset_diversity",
+    "mirrored_turn_share",
+    "judgement_share",
+    "rewrite_share",
+    # Long-term: distinct tasks the key has sent in its lifetime (a bounded sketch), log1p.
+    "distinct_tasks_log",
 )
+LABEL_TOKENS = 8  # answers of at most this many tokens are labels (classification), not text
 
 
 @dataclass(slots=True)
@@ -79,6 +97,16 @@ class _Slot:
     rate_limited: bool
     task_generation: bool = False
     continued: bool = False
+    user_chars: int = 0
+    segments: tuple = ()
+    tool_use: bool = False
+    tool_results: bool = False
+    toolset: str = ""
+    assistant_hash: str = ""
+    mirrored: bool = False
+    judgement: bool = False
+    rewrite: bool = False
+    logprobs_generated: bool = False
 
 
 def _bump(counter: Counter, item, sign: int) -> None:
@@ -102,6 +130,14 @@ def _log_fixed(count: int) -> int:
     return round(math.log1p(count) * _LOG_SCALE)
 
 
+def _generated(event: RequestFeatures) -> bool:
+    """The answer was text, not a label: longer than LABEL_TOKENS, or asked to be when no
+    usage says (unknown length with no max_tokens counts as not generated)."""
+    if event.completion_tokens >= 0:
+        return event.completion_tokens > LABEL_TOKENS
+    return event.max_tokens > LABEL_TOKENS
+
+
 def _bands(fingerprint: int) -> tuple[int, ...]:
     return tuple((band << 16) | ((fingerprint >> (16 * band)) & 0xFFFF) for band in range(BANDS))
 
@@ -121,6 +157,10 @@ class KeyWindow:
         self._sampling: Counter = Counter()
         self._ips: Counter = Counter()
         self._agents: Counter = Counter()
+        self._segments: Counter = Counter()
+        self._assistants: Counter = Counter()
+        self._toolsets: Counter = Counter()
+        self.tasks = TaskSketch()
         self._sums = Counter()
         self._iat_sum = 0
         self._iat_sq = 0
@@ -163,7 +203,21 @@ class KeyWindow:
             # Its previous user turn was this key's newest turn earlier in the window: the
             # next turn of a real conversation, not history made up around a new task.
             continued=bool(event.previous_user_hash) and event.previous_user_hash in self._prompts,
+            user_chars=event.user_chars,
+            segments=parse_segments(event.segments),
+            tool_use=event.has_tools,
+            tool_results=event.tool_results > 0,
+            toolset=event.toolset,
+            assistant_hash=event.assistant_hash,
+            # The model wrote this user turn: it is an assistant turn of another of the key's
+            # conversations, or this request resends as assistant what another sent as user.
+            mirrored=(bool(event.user_hash) and event.user_hash in self._assistants)
+            or (bool(event.assistant_hash) and event.assistant_hash in self._prompts),
+            judgement=event.judgement_marker,
+            rewrite=event.rewrite_marker,
+            logprobs_generated=event.logprobs and _generated(event),
         )
+        self.tasks.add(event.user_hash)
         self._add(slot, +1)
         self.slots.append(slot)
         if len(self.slots) > self.size:
@@ -213,6 +267,19 @@ class KeyWindow:
         sums["task_generation"] += sign * slot.task_generation
         sums["public_eval"] += sign * is_public_eval(slot.user_hash)
         sums["continued"] += sign * slot.continued
+        for digest, _ in slot.segments:
+            _bump(self._segments, digest, sign)
+        if slot.assistant_hash:
+            _bump(self._assistants, slot.assistant_hash, sign)
+        if slot.toolset:
+            _bump(self._toolsets, slot.toolset, sign)
+        sums["user_chars"] += sign * slot.user_chars
+        sums["tool_use"] += sign * slot.tool_use
+        sums["tool_results"] += sign * slot.tool_results
+        sums["mirrored"] += sign * slot.mirrored
+        sums["judgement"] += sign * slot.judgement
+        sums["rewrite"] += sign * slot.rewrite
+        sums["logprobs_generated"] += sign * slot.logprobs_generated
 
     def _count_time(self, ts: float) -> None:
         minute = int(ts // 60)
@@ -274,7 +341,40 @@ class KeyWindow:
             sums["task_generation"] / n,
             sums["public_eval"] / n,
             1.0 - sums["continued"] / n,
+            *self._template_features(),
+            sums["logprobs_generated"] / n,
+            sums["tool_use"] / n,
+            sums["tool_results"] / n,
+            len(self._toolsets) / sums["tool_use"] if sums["tool_use"] >= MIN_KNOWN else 0.0,
+            sums["mirrored"] / n,
+            sums["judgement"] / n,
+            sums["rewrite"] / n,
+            math.log1p(self.tasks.estimate()),
         ]
+
+    def _template_features(self) -> tuple[float, float, float]:
+        """Template share, new-text length and answer-to-new-text ratio: a line that recurs in
+        the window is the key's template; the rest of each newest user turn is its new text."""
+        segment_counts = self._segments
+        template_chars = log_variable = answered_variable = answered_completion = 0.0
+        answered = 0
+        for slot in self.slots:
+            template = sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2)
+            template = min(template, slot.user_chars)
+            template_chars += template
+            variable_tokens = (slot.user_chars - template) / 4
+            log_variable += math.log1p(variable_tokens)
+            if slot.completion_tokens >= 0:
+                answered += 1
+                answered_variable += max(variable_tokens, 1.0)
+                answered_completion += slot.completion_tokens
+        n = len(self.slots)
+        user_chars = self._sums["user_chars"]
+        return (
+            template_chars / user_chars if user_chars > 0 else 0.0,
+            log_variable / n,
+            answered_completion / answered_variable if answered >= MIN_KNOWN else UNKNOWN,
+        )
 
     def to_dict(self) -> dict:
         """Plain data for a checkpoint; `from_dict` rebuilds the running sums from it."""
@@ -285,7 +385,9 @@ class KeyWindow:
                  slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
                  slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
                  slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited, slot.task_generation,
-                 slot.continued]
+                 slot.continued, slot.user_chars, [list(pair) for pair in slot.segments], slot.tool_use,
+                 slot.tool_results, slot.toolset, slot.assistant_hash, slot.mirrored, slot.judgement, slot.rewrite,
+                 slot.logprobs_generated]
                 for slot in self.slots
             ],
             "requests_seen": self.requests_seen,
@@ -294,6 +396,7 @@ class KeyWindow:
             "minute_counts": list(self._minute_counts),
             "minute_stamp": list(self._minute_stamp),
             "hour_stamp": list(self._hour_stamp),
+            "tasks": self.tasks.to_list(),
         }
 
     @classmethod
@@ -304,6 +407,8 @@ class KeyWindow:
             values = list(stored)
             values[1] = tuple(values[1])
             values[14] = tuple(values[14])
+            if len(values) > 23:
+                values[23] = tuple(tuple(pair) for pair in values[23])
             slot = _Slot(*values)  # older checkpoints lack the last fields, which read as False
             window._add(slot, +1)
             window.slots.append(slot)
@@ -319,6 +424,7 @@ class KeyWindow:
         window._minute_counts = list(data["minute_counts"])
         window._minute_stamp = list(data["minute_stamp"])
         window._hour_stamp = list(data["hour_stamp"])
+        window.tasks = TaskSketch.from_list(data.get("tasks", []))
         return window
 
     def feature_map(self) -> dict[str, float]:
