@@ -105,6 +105,8 @@ GREEDY = FEATURE_NAMES.index("greedy_share")
 COMPLETION_LOG = FEATURE_NAMES.index("completion_tokens_log_mean")
 MAX_TOKENS_LOG = FEATURE_NAMES.index("max_tokens_log_mean")
 VARIABLE_LOG = FEATURE_NAMES.index("variable_tokens_log_mean")
+ANSWER_RATIO = FEATURE_NAMES.index("answer_to_variable_ratio")
+TOOL_RESULTS = FEATURE_NAMES.index("tool_results_share")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,13 @@ def _contributions(features: Sequence[float]) -> list[Contribution]:
         substitute = ""
         if indicator.name == "long_answers":
             strength, substitute = _long_answers(features, strength)
+        elif indicator.name == "reasoning_traces" and strength is not None:
+            strength *= _worked_answers(features)
+        elif indicator.name == "distinct_tasks" and strength is not None:
+            # An agent loop resends its task at every step: count distinct tasks per task start.
+            starts = max(1.0 - _known(features[TOOL_RESULTS]), 0.25)
+            value = min(value / starts, 1.0)
+            strength = ramp(value, indicator.honest, indicator.harvest)
         if strength is None:
             continue
         out.append(Contribution(indicator, value, strength, substitute))
@@ -153,6 +162,13 @@ def _long_answers(features: Sequence[float], strength: float | None) -> tuple[fl
         substitute = f"no usage: max_tokens_log_mean={asked:.3g} against new text log {new_text:.3g}"
     damp = max(ramp(features[PUBLIC_EVAL], 0.2, 0.5), ramp(_known(features[GREEDY]), 0.5, 0.95))
     return strength * (1 - 0.5 * damp), substitute
+
+
+def _worked_answers(features: Sequence[float]) -> float:
+    """A reasoning trace worth harvesting is a long worked answer to a short task; reasoning
+    asked while judging or transforming long text (CoT judges, prompt optimisers) is not."""
+    ratio = features[ANSWER_RATIO]
+    return 0.7 if math.isnan(ratio) else ramp(ratio, 1.0, 3.0)
 
 
 def _known(value: float) -> float:
@@ -192,7 +208,9 @@ class EvidenceDetector:
         groups = group_scores(contributions)
         total = sum(groups.values())
         present = [g for g in GROUPS if groups[g] >= self.config.group_present]
-        score = min(total / len(GROUPS), 1.0)
+        # Without harvested output there is nothing to harvest: the score says clean, however
+        # automated the key is, so the ladder can step down.
+        score = min(total / self.config.min_total, 1.0) * min(groups[HARVEST] / self.config.group_present, 1.0)
         flagged = (requests_seen >= self.config.min_requests and groups[HARVEST] >= self.config.group_present
                    and len(present) >= self.config.min_groups and total >= self.config.min_total)
         if not flagged:

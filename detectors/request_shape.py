@@ -101,7 +101,7 @@ _REWRITE_ANCHORS = ("prompt", "instruction", "question")
 _REWRITE = re.compile(
     r"(?:\b(?:rewrite|rephrase|evolve|transform|complicate|make)\b[^.\n]{0,60}\b(?:prompt|instruction|question)\b"
     r"[^.\n]{0,80}\b(?:more|harder|complex|difficult|rare|different|new)\b"
-    r"|#\s*(?:given|created|rewritten) prompt\s*#|\b(?:given|rewritten|created) (?:prompt|instruction):"
+    r"|#\s*(?:the )?(?:given|created|rewritten|new) (?:prompt|instruction)\s*#|\b(?:given|rewritten|created) (?:prompt|instruction):"
     r"|\bcreate a (?:brand )?new (?:prompt|instruction|question)\b)"
 )
 

@@ -64,7 +64,7 @@ def test_nothing_flags_before_min_requests():
 
 
 @pytest.mark.parametrize("harvest", [
-    dict(reasoning_share=1.0), dict(logprobs_generated_share=1.0), dict(task_generation_share=0.8),
+    dict(reasoning_share=1.0, answer_to_variable_ratio=4.0), dict(logprobs_generated_share=1.0), dict(task_generation_share=0.8),
     dict(rewrite_share=0.7), dict(mirrored_turn_share=0.5), dict(multi_choice_share=1.0),
 ], ids=["reasoning", "soft-labels", "self-instruct", "evol-instruct", "model-written-turns", "n>1"])
 def test_each_kind_of_harvested_output_flags_a_scripted_key(harvest):
@@ -106,7 +106,7 @@ def test_without_usage_the_answer_length_asked_stands_in_and_the_reason_says_so(
 def test_a_judgement_alone_is_not_enough_harvested_output():
     judge = verdict(**SCRIPTED, judgement_share=1.0)
     assert not judge.flagged
-    assert verdict(**SCRIPTED, judgement_share=1.0, reasoning_share=0.8).flagged
+    assert verdict(**SCRIPTED, judgement_share=1.0, reasoning_share=0.8, answer_to_variable_ratio=4.0).flagged
 
 
 def test_public_benchmark_questions_halve_the_long_answer_evidence():
@@ -119,3 +119,15 @@ def group_scores_of(**values: float) -> dict[str, float]:
     from detectors.evidence import _contributions
 
     return group_scores(_contributions(window(**values)))
+
+
+def test_reasoning_asked_while_judging_long_text_is_no_trace_harvest():
+    """CoT judges and prompt optimisers ask for reasoning over long inputs, answering shorter."""
+    assert not verdict(**SCRIPTED, reasoning_share=1.0, answer_to_variable_ratio=0.8).flagged
+
+
+def test_an_agent_loop_resending_its_task_still_counts_its_distinct_tasks():
+    loop = {**SCRIPTED, "unique_prompt_share": 0.3, "tool_results_share": 0.8, "tool_use_share": 1.0}
+    assert group_scores_of(**loop)["breadth"] == 1.0
+    assert verdict(**loop, toolset_diversity=0.5).flagged
+    assert not verdict(**loop, toolset_diversity=0.02).flagged  # an agent product: its own tools

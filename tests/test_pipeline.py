@@ -25,7 +25,7 @@ def chat_event(raw_key: str, i: int, ts: float) -> RequestFeatures:
 
 
 def harvest_event(raw_key: str, i: int, ts: float) -> RequestFeatures:
-    return from_fields(event_fields(raw_key, harvest_request(i), ts, completion_tokens=1))
+    return from_fields(event_fields(raw_key, harvest_request(i), ts, completion_tokens=200))
 
 
 def traffic(per_key: int = 130) -> list[RequestFeatures]:

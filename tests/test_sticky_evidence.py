@@ -20,7 +20,7 @@ def phased(phases: list[tuple[str, int]], gap_s: float = 3.0):
     for kind, count in phases:
         for _ in range(count):
             body = harvest_request(i) if kind == "harvest" else chat_request(i)
-            completion = 1 if kind == "harvest" else 60 + (7 * i) % 90
+            completion = 200 if kind == "harvest" else 60 + (7 * i) % 90
             events.append(from_fields(event_fields(RAW, body, START + gap_s * i, completion_tokens=completion)))
             i += 1
     return events
