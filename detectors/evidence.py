@@ -196,9 +196,11 @@ def _line(c: Contribution) -> str:
 
 
 class EvidenceDetector:
-    """Flags a key with enough evidence from enough groups, harvested output among them."""
+    """Flags a key with enough evidence from enough groups, harvested output among them.
+    Reported as detector `rules` (the hand-set detectors, as against the learned forest), so
+    the console, metrics and alerts keep one name for them."""
 
-    name = "evidence"
+    name = "rules"
 
     def __init__(self, config: EvidenceConfig | None = None) -> None:
         self.config = config or EvidenceConfig()

@@ -33,6 +33,11 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
     "task_generation_share": +1, "public_eval_share": 0, "standalone_share": +1,
+    # Request shape: a fixed template, tool use, judgements and scale are honest automation's
+    # too, so they point nowhere alone; the rest point to harvesting.
+    "template_share": 0, "variable_tokens_log_mean": 0, "answer_to_variable_ratio": +1,
+    "logprobs_generated_share": +1, "tool_use_share": 0, "tool_results_share": 0, "toolset_diversity": +1,
+    "mirrored_turn_share": +1, "judgement_share": 0, "rewrite_share": +1, "distinct_tasks_log": 0,
 }
 # Volume and timing alone never justify a flag: honest automation shares them. Running a
 # public benchmark is not evidence of harvesting either.
@@ -47,6 +52,7 @@ CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
 # get both from every question), and a request with no history is one whose history does
 # not continue a conversation.
 EVIDENCE_GROUP = {"completion_tokens_log_mean": "long_answers", "completion_to_prompt_ratio": "long_answers",
+                  "answer_to_variable_ratio": "long_answers", "logprobs_generated_share": "logprobs_share",
                   "reasoning_share": "long_answers", "single_turn_share": "turns", "standalone_share": "turns"}
 GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
 

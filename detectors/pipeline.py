@@ -77,11 +77,12 @@ class Pipeline:
     """Windows, detectors and ladder wired together; pure, no I/O."""
 
     def __init__(self, rules: RulesDetector, forest: ForestDetector | None, ladder: LadderConfig,
-                 evidence: EvidenceDetector | None = None) -> None:
+                 evidence: EvidenceDetector | None | bool = True) -> None:
+        """`evidence`: a configured detector, True for the default one, None/False for none."""
         self.rules = rules
         self.forest = forest
         self.ladder = ladder
-        self.evidence = evidence if evidence is not None else EvidenceDetector()
+        self.evidence = EvidenceDetector() if evidence is True else (evidence or None)
 
     def observe(self, state: KeyState, event: RequestFeatures) -> Snapshot | None:
         """Add one event to its key's window; a Snapshot when the key is now due."""
@@ -101,7 +102,9 @@ class Pipeline:
         evaluations = []
         for (state, snapshot), row, forest_verdict in zip(due, matrix, forest_verdicts):
             key_id, count = snapshot.key_id, snapshot.requests_seen
-            verdicts = [self.evidence.score(row, count), self.rules.score(row, count)]
+            verdicts = [self.rules.score(row, count)]
+            if self.evidence is not None:
+                verdicts.insert(0, self.evidence.score(row, count))
             if forest_verdict is not None:
                 verdicts.append(forest_verdict)
             state.last_verdicts = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from detectors.evidence import EvidenceConfig
 from detectors.ladder import LadderConfig
 from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
 
@@ -35,6 +36,19 @@ class LadderSettings(StrictModel):
     _parse_clean_time = field_validator("release_after_seconds", mode="before")(
         lambda cls, v: 0.0 if v in (0, "0") else parse_duration(v)
     )
+
+
+_EVIDENCE = EvidenceConfig()
+
+
+class EvidenceSettings(StrictModel):
+    """The graded evidence score (detectors/evidence.py): a flag needs harvested output,
+    evidence from `min_groups` groups and `min_total` in all, after `min_requests`."""
+
+    enabled: bool = True
+    min_requests: int = Field(default=_EVIDENCE.min_requests, ge=1)
+    min_total: float = Field(default=_EVIDENCE.min_total, gt=0, le=4)
+    min_groups: int = Field(default=_EVIDENCE.min_groups, ge=1, le=4)
 
 
 class LinkageSettings(StrictModel):
@@ -78,6 +92,7 @@ class DetectionConfig(StrictModel):
     model_path: str | None = None
     iforest_min_requests: int = Field(default=20, ge=1)
     rules: dict[str, dict] = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     ladder: LadderSettings = Field(default_factory=LadderSettings)
     flags_kept: int = Field(default=100_000, ge=100)
     # With Redis, `distillguard scorer` processes consume the streams; this also runs one

@@ -14,6 +14,7 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
+from detectors.evidence import EvidenceConfig, EvidenceDetector
 from detectors.features import RequestFeatures
 from detectors.iforest import ForestDetector, ForestModel
 from detectors.ladder import LadderConfig
@@ -61,7 +62,17 @@ def load_forest(detection: DetectionConfig) -> ForestDetector | None:
 def build_pipeline(settings: Settings) -> Pipeline:
     """Rules, forest and ladder from the settings: one construction for live and offline."""
     detection = settings.detection
-    return Pipeline(RulesDetector(parse_rules(detection.rules)), load_forest(detection), ladder_config(detection))
+    return Pipeline(RulesDetector(parse_rules(detection.rules)), load_forest(detection), ladder_config(detection),
+                    evidence_detector(detection))
+
+
+def evidence_detector(detection: DetectionConfig) -> EvidenceDetector | None:
+    """The graded evidence score from its settings; None when disabled."""
+    evidence = detection.evidence
+    if not evidence.enabled:
+        return None
+    return EvidenceDetector(EvidenceConfig(min_requests=evidence.min_requests, min_total=evidence.min_total,
+                                           min_groups=evidence.min_groups))
 
 
 def event_id_key(event_id: str | bytes) -> tuple[int, int]:
