@@ -96,7 +96,13 @@ def prompt_tokens(rng: random.Random, kind: str) -> int:
 
 
 def completion_tokens(rng: random.Random, kind: str) -> int:
-    return max(1, round(quantile(_services()["probabilities"], service(kind)["completion_tokens"], rng.random())))
+    return completion_tokens_at(kind, rng.random())
+
+
+def completion_tokens_at(kind: str, u: float) -> int:
+    """Completion tokens of a service at probability `u` of its table (the upstream simulator
+    draws `u` within a band per kind of request)."""
+    return max(1, round(quantile(_services()["probabilities"], service(kind)["completion_tokens"], u)))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--seed", type=int, default=0)
     mock.add_argument("--latency-ms", type=float, default=0.0)
     mock.add_argument("--tokens-per-second", type=float, default=0.0)
+    mock.add_argument("--answers", choices=("model", "fixed"), default="model",
+                      help="answer like a model (default) or with 16 fixed words (benchmarks, tests)")
     mock.set_defaults(func=cmd_mock_upstream)
 
     key_id = with_config(commands.add_parser("key-id", help="print the key_id of raw keys (args or stdin)"))

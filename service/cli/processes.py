@@ -63,9 +63,10 @@ def cmd_scorer(args: argparse.Namespace) -> None:
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> None:
-    from ..mock_upstream import MockSettings, serve_mock
+    from ..upstream_sim import MockSettings, serve_mock
 
-    settings = MockSettings(seed=args.seed, latency_ms=args.latency_ms, tokens_per_second=args.tokens_per_second)
+    settings = MockSettings(seed=args.seed, latency_ms=args.latency_ms, tokens_per_second=args.tokens_per_second,
+                            answers=args.answers)
     print(f"distillguard mock-upstream: http://{args.host}:{args.port}/v1", flush=True)
     asyncio.run(serve_mock(args.host, args.port, settings))
 
@@ -75,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ..app import create_app
-    from ..mock_upstream import MockSettings, create_mock_app
+    from ..upstream_sim import MockSettings, create_mock_app
 
     upstream_url = f"http://127.0.0.1:{args.upstream_port}/v1"
     settings = settings_from(args, upstream={"base_url": upstream_url})

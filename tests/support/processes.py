@@ -180,9 +180,11 @@ class MockUpstream:
 
 
 def start_mock_upstream(*args: str) -> MockUpstream:
+    """The simulator with its fixed 16-word answers unless `args` choose `--answers model`."""
     port = free_port()
+    answers = () if "--answers" in args else ("--answers", "fixed")
     proc = subprocess.Popen(
-        _cli("mock-upstream", "--port", str(port), *args),
+        _cli("mock-upstream", "--port", str(port), *answers, *args),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     upstream = MockUpstream(port, proc)

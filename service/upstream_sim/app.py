@@ -1,8 +1,9 @@
-"""An OpenAI-compatible upstream simulator for tests, the demo and benchmarks.
+"""The simulator's ASGI app: routes, test-control headers, stats, streaming pace.
 
 A raw ASGI app so that, as the upstream in a benchmark, it costs next to nothing and the
 numbers measure the gateway. Answers are deterministic (seed + request body) so tests can
 compare them, and request headers let a test slow it down, fail it or size its answers.
+`answers="model"` answers like a model (answers.py); `"fixed"` keeps the short fixed answer.
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ import json
 import math
 import random
 import struct
-import time
-import uuid
 import zlib
 from dataclasses import dataclass
+from typing import Literal
 
 import uvicorn
 
-WORDS = (
-    "the river runs north past old stone bridges while quiet towns wake and merchants open "
-    "their doors to travellers who carry maps letters bread and stories from distant hills "
-    "where shepherds watch the weather turn and bells ring across green valleys at noon"
-).split()
-MODELS = ("sim", "sim-large", "sim-embed")
+from .fixed import FixedCompletion, inputs, word_count
+from .render import ModelCompletion
+
+MODELS = ("sim", "sim-large", "sim-reasoning", "sim-embed")
 ROUTES = (("/chat/completions", "chat", "POST"), ("/completions", "text", "POST"),
           ("/embeddings", "embeddings", "POST"), ("/models", "models", "GET"))
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+ANSWER_MODES = ("model", "fixed")
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class MockSettings:
     latency_ms: float = 0.0
     tokens_per_second: float = 0.0
     default_completion_tokens: int = 16
+    answers: Literal["model", "fixed"] = "model"
 
 
 class MockError(Exception):
@@ -49,22 +49,6 @@ class MockError(Exception):
         kind = "server_error" if status >= 500 else "invalid_request_error"
         self.status = status
         self.body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _text_of(content: object) -> str:
-    """Message content as text, whether a string or a list of typed parts."""
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
-
-
-def _inputs(value: object) -> list:
-    """`prompt` / `input` as a list: a string, a token array, or a list of either."""
-    return value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
-
-
-def _count(item: object) -> int:
-    return len(item) if isinstance(item, list) else len(str(item or "").split())
 
 
 def _float(headers: dict, name: str, default: float) -> float:
@@ -164,16 +148,24 @@ class MockUpstream:
         limit = request.get("max_tokens") or request.get("max_completion_tokens")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise MockError(400, "max_tokens must be a positive integer", "invalid_max_tokens")
-        default = self.settings.default_completion_tokens
-        length = int(_float(headers, "x-mock-completion-tokens", min(limit or default, default)))
-        completion = Completion(kind, request, body, self.settings.seed, max(length, 0), limit)
+        mode = headers.get("x-mock-answers", self.settings.answers)
+        if mode not in ANSWER_MODES:
+            raise MockError(400, "header x-mock-answers must be model or fixed", "invalid_mock_header")
+        forced = headers.get("x-mock-completion-tokens")
+        forced_length = None if forced is None else max(int(_float(headers, "x-mock-completion-tokens", 0)), 0)
+        if mode == "fixed":
+            default = self.settings.default_completion_tokens
+            length = min(limit or default, default) if forced_length is None else forced_length
+            completion = FixedCompletion(kind, request, body, self.settings.seed, length, limit)
+        else:
+            completion = ModelCompletion(kind, request, body, self.settings.seed, forced_length)
         if request.get("stream"):
             return await self._stream(completion, latency, rate, receive, send)
         await _sleep(latency + (completion.length / rate if rate > 0 else 0))
         await respond(send, 200, completion.whole())
 
     def _embeddings(self, request: dict) -> dict:
-        items = _inputs(request.get("input", ""))
+        items = inputs(request.get("input", ""))
         size = int(request.get("dimensions") or 64)
         data = []
         for index, item in enumerate(items):
@@ -184,11 +176,11 @@ class MockUpstream:
             if request.get("encoding_format") == "base64":
                 vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": vector})
-        tokens = sum(_count(item) for item in items)
+        tokens = sum(word_count(item) for item in items)
         return {"object": "list", "data": data, "model": request.get("model", "sim-embed"),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    async def _stream(self, completion: Completion, latency, rate, receive, send) -> None:
+    async def _stream(self, completion, latency, rate, receive, send) -> None:
         """Runs the stream against a disconnect watcher: whichever ends first decides the count."""
         stats = self.stats
         stats.streams_started += 1
@@ -204,7 +196,7 @@ class MockUpstream:
         else:
             stats.streams_cancelled += 1
 
-    async def _produce(self, completion: Completion, latency, rate, send) -> None:
+    async def _produce(self, completion, latency, rate, send) -> None:
         await _sleep(latency)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         loop = asyncio.get_running_loop()
@@ -214,86 +206,6 @@ class MockUpstream:
                 await _sleep(start + step / rate - loop.time())
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-class Completion:
-    """One request's deterministic answer, rendered whole or as server-sent events."""
-
-    def __init__(self, kind: str, request: dict, body: bytes, seed: int, length: int, limit) -> None:
-        self.kind, self.request, self.length = kind, request, length
-        self.n = max(int(request.get("n") or 1), 1)
-        self.finish = "length" if limit and length >= limit else "stop"
-        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-        self.model = request.get("model", "sim")
-        want = request.get("logprobs") if kind == "chat" else None
-        self.top = int(request.get("top_logprobs") or 0) if want else -1
-        rng = random.Random(seed ^ zlib.crc32(body))
-        self.tokens = [[(" " if i else "") + rng.choice(WORDS) for i in range(length)] for _ in range(self.n)]
-        self.logprobs = [[self._logprob(t, rng) for t in choice] for choice in self.tokens] if want else None
-        if kind == "chat":
-            messages = [m for m in request.get("messages") or [] if isinstance(m, dict)]
-            prompt = sum(_count(_text_of(m.get("content"))) + 3 for m in messages)
-        else:
-            prompt = sum(_count(item) for item in _inputs(request.get("prompt", "")))
-        total = length * self.n
-        self.usage = {"prompt_tokens": prompt, "completion_tokens": total, "total_tokens": prompt + total}
-
-    def _logprob(self, token: str, rng: random.Random) -> dict:
-        """The chosen token ranks first; alternatives trail it, as a real top-k list would."""
-        value = -round(rng.random() * 1.5, 4)
-        top = [{"token": token, "logprob": value, "bytes": list(token.encode())}][:self.top]
-        for rank in range(1, self.top):
-            other = " " + rng.choice(WORDS)
-            top.append({"token": other, "logprob": round(value - rank - rng.random(), 4),
-                        "bytes": list(other.encode())})
-        return {"token": token, "logprob": value, "bytes": list(token.encode()), "top_logprobs": top}
-
-    def _envelope(self, choices: list, chunk: bool) -> dict:
-        if self.kind == "text":
-            object_ = "text_completion"
-        else:
-            object_ = "chat.completion.chunk" if chunk else "chat.completion"
-        return {"id": self.id, "object": object_, "created": self.created, "model": self.model,
-                "system_fingerprint": "fp_mock", "choices": choices}
-
-    def whole(self) -> dict:
-        choices = []
-        for index, tokens in enumerate(self.tokens):
-            text = "".join(tokens)
-            if self.kind == "chat":
-                logprobs = {"content": self.logprobs[index], "refusal": None} if self.logprobs else None
-                message = {"role": "assistant", "content": text, "refusal": None}
-                choice = {"message": message, "logprobs": logprobs}
-            else:
-                choice = {"text": text, "logprobs": None}
-            choices.append({"index": index, **choice, "finish_reason": self.finish})
-        return {**self._envelope(choices, chunk=False), "usage": self.usage}
-
-    def events(self):
-        """Yields (token step, SSE bytes); the sender spaces steps in time."""
-        with_usage = bool((self.request.get("stream_options") or {}).get("include_usage"))
-        extra = {"usage": None} if with_usage else {}
-        for step in range(self.length):
-            for index in range(self.n):
-                choice = self._chunk_choice(index, step)
-                yield step, _sse({**self._envelope([choice], chunk=True), **extra})
-        end = max(self.length - 1, 0)
-        for index in range(self.n):
-            last = {"index": index, "finish_reason": self.finish, "logprobs": None}
-            last.update({"delta": {}} if self.kind == "chat" else {"text": ""})
-            yield end, _sse({**self._envelope([last], chunk=True), **extra})
-        if with_usage:
-            yield end, _sse({**self._envelope([], chunk=True), "usage": self.usage})
-        yield end, b"data: [DONE]\n\n"
-
-    def _chunk_choice(self, index: int, step: int) -> dict:
-        token = self.tokens[index][step]
-        if self.kind == "text":
-            return {"index": index, "text": token, "logprobs": None, "finish_reason": None}
-        delta = {"role": "assistant", "content": token} if step == 0 else {"content": token}
-        logprobs = {"content": [self.logprobs[index][step]], "refusal": None} if self.logprobs else None
-        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
 
 
 def _sse(payload: dict) -> bytes:
