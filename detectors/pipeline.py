@@ -113,5 +113,7 @@ class Pipeline:
                 for v in verdicts
             ]
             change = step(self.ladder, state.ladder, key_id, verdicts, snapshot.ts, count)
-            evaluations.append(Evaluation(key_id, count, row.tolist(), tuple(verdicts), change))
+            # The window's own list: unknown features are its one NaN object, so equal evaluations
+            # compare equal (a fresh NaN never equals another).
+            evaluations.append(Evaluation(key_id, count, snapshot.features, tuple(verdicts), change))
         return evaluations

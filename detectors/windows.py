@@ -20,7 +20,7 @@ WINDOW_SIZE = 200
 # A feature read from a field some lines lack (usage, max_tokens, temperature) is computed
 # over the requests that carried it, and is unknown (NaN) with fewer than this many.
 MIN_KNOWN = 5
-UNKNOWN = float("nan")
+UNKNOWN = float("nan")  # one object: lists holding it compare equal
 BANDS = 4  # SimHash split into 4 bands of 16 bits: Hamming distance <= 3 shares a band.
 
 # The window features, in the order every model and report uses. What each one catches
