@@ -20,7 +20,7 @@ from service.offline.evaluation import (
 )
 from service.offline.linkage import linkage_run
 from service.offline.report_html import render
-from service.offline.scoring import score_records, train_forest
+from service.offline.scoring import fit_detectors, score_records
 from traffic.scenarios import attack_mix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,8 +193,8 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch, with_linkage):
         f"{name}.rate_per_s=0.1,0.15" for name in ("burst_harvester", "logprob_harvester", "topic_sweep",
                                                     "reasoning_harvester", "paraphrase_harvester")))
     settings = load_settings(None)
-    model = train_forest(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
-                         EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
+    model = fit_detectors(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
+                          EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
 
     def linkage():
         return linkage_run(settings) if with_linkage else None
