@@ -15,20 +15,20 @@ NAN = float("nan")
 DETECTOR = EvidenceDetector()
 
 # A scripted key: distinct standalone tasks, a fixed template, machine timing, 2,000 tasks so far.
-BREADTH = dict(standalone_share=1.0, unique_prompt_share=1.0, single_turn_share=1.0)
-AUTOMATED = dict(template_share=0.4, interarrival_cv=0.3, hours_active_24=24, requests_last_hour=900)
-SCALE = dict(distinct_tasks_log=math.log1p(2000))
+BREADTH = {"standalone_share": 1.0, "unique_prompt_share": 1.0, "single_turn_share": 1.0}
+AUTOMATED = {"template_share": 0.4, "interarrival_cv": 0.3, "hours_active_24": 24, "requests_last_hour": 900}
+SCALE = {"distinct_tasks_log": math.log1p(2000)}
 SCRIPTED = {**BREADTH, **AUTOMATED, **SCALE}
 # The answers it collects: long against the new text of each prompt, sampled.
-LONG_ANSWERS = dict(answer_to_variable_ratio=8.0, completion_tokens_log_mean=6.3, max_tokens_log_mean=6.2,
-                    variable_tokens_log_mean=4.0, greedy_share=0.0)
+LONG_ANSWERS = {"answer_to_variable_ratio": 8.0, "completion_tokens_log_mean": 6.3, "max_tokens_log_mean": 6.2,
+                    "variable_tokens_log_mean": 4.0, "greedy_share": 0.0}
 
 
 def window(**values: float) -> list[float]:
     """Window features: the typical honest chat user, with `values` over it."""
-    base = dict(standalone_share=0.5, unique_prompt_share=0.7, interarrival_cv=2.5, hours_active_24=4,
-                requests_last_hour=10, answer_to_variable_ratio=1.0, completion_tokens_log_mean=5.0,
-                max_tokens_log_mean=NAN, variable_tokens_log_mean=3.5, greedy_share=NAN)
+    base = {"standalone_share": 0.5, "unique_prompt_share": 0.7, "interarrival_cv": 2.5, "hours_active_24": 4,
+                "requests_last_hour": 10, "answer_to_variable_ratio": 1.0, "completion_tokens_log_mean": 5.0,
+                "max_tokens_log_mean": NAN, "variable_tokens_log_mean": 3.5, "greedy_share": NAN}
     unknown = set(values) - set(FEATURE_NAMES)
     assert not unknown, unknown
     merged = {**base, **values}
@@ -64,8 +64,8 @@ def test_nothing_flags_before_min_requests():
 
 
 @pytest.mark.parametrize("harvest", [
-    dict(reasoning_share=1.0, answer_to_variable_ratio=4.0), dict(logprobs_generated_share=1.0), dict(task_generation_share=0.8),
-    dict(rewrite_share=0.7), dict(mirrored_turn_share=0.5), dict(multi_choice_share=1.0),
+    {"reasoning_share": 1.0, "answer_to_variable_ratio": 4.0}, {"logprobs_generated_share": 1.0}, {"task_generation_share": 0.8},
+    {"rewrite_share": 0.7}, {"mirrored_turn_share": 0.5}, {"multi_choice_share": 1.0},
 ], ids=["reasoning", "soft-labels", "self-instruct", "evol-instruct", "model-written-turns", "n>1"])
 def test_each_kind_of_harvested_output_flags_a_scripted_key(harvest):
     assert verdict(**SCRIPTED, **harvest).flagged
