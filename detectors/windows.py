@@ -359,10 +359,13 @@ class KeyWindow:
         template_chars = log_variable = answered_variable = answered_completion = 0.0
         answered = 0
         for slot in self.slots:
-            template = sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2)
-            template = min(template, slot.user_chars)
-            template_chars += template
-            variable_tokens = (slot.user_chars - template) / 4
+            if slot.user_chars == 0 and slot.prompt_tokens > 0:
+                variable_tokens = float(slot.prompt_tokens)  # a line without its text features: the whole prompt
+            else:
+                template = min(sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2),
+                               slot.user_chars)
+                template_chars += template
+                variable_tokens = (slot.user_chars - template) / 4
             log_variable += math.log1p(variable_tokens)
             if slot.completion_tokens >= 0:
                 answered += 1

@@ -4,6 +4,7 @@ sketch of distinct tasks. Hashes and counts only, read by the one features funct
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -129,3 +130,13 @@ def test_the_window_checkpoint_keeps_the_new_features_and_the_sketch():
     restored = KeyWindow.from_dict(window.to_dict())
     assert [v if not math.isnan(v) else None for v in restored.features()] == \
         [v if not math.isnan(v) else None for v in window.features()]
+
+
+def test_a_line_recorded_without_the_user_turn_length_reads_its_whole_prompt_as_new_text():
+    """Older recordings (features mode) lack user_chars: never read it as an empty task."""
+    window = KeyWindow()
+    for i in range(20):
+        event = features(chat(("user", f"Task {i}: name a colour please.")), ts=1_700_000_000.0 + i,
+                         completion_tokens=400)
+        window.update(dataclasses.replace(event, user_chars=0, segments="", prompt_tokens=100))
+    assert window.feature_map()["answer_to_variable_ratio"] == pytest.approx(4.0)
