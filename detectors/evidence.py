@@ -73,7 +73,7 @@ INDICATORS: tuple[Indicator, ...] = (
               describe="share of requests asking for a reasoning trace"),
     Indicator("soft_labels_on_text", "logprobs_generated_share", 0.3, 0.8, HARVEST, kind="logprob_harvest",
               describe="share asking logprobs on generated text (not on labels)"),
-    Indicator("several_samples", "multi_choice_share", 0.3, 0.8, HARVEST, weight=0.8, kind="multi_sample_harvest",
+    Indicator("several_samples", "multi_choice_share", 0.3, 0.8, HARVEST, weight=0.45, kind="multi_sample_harvest",
               describe="share asking n > 1 samples"),
     Indicator("invented_tasks", "task_generation_share", 0.2, 0.6, HARVEST, kind="synthetic_task_generation",
               describe="share asking the model to invent new tasks"),

@@ -365,7 +365,9 @@ class KeyWindow:
                 template = min(sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2),
                                slot.user_chars)
                 template_chars += template
-                variable_tokens = (slot.user_chars - template) / 4
+                # At least half the turn is new text: lines of a document that recur (one
+                # document under several instructions) must not pass for a short task.
+                variable_tokens = max(slot.user_chars - template, slot.user_chars / 2) / 4
             log_variable += math.log1p(variable_tokens)
             if slot.completion_tokens >= 0:
                 answered += 1

@@ -65,8 +65,8 @@ def test_nothing_flags_before_min_requests():
 
 @pytest.mark.parametrize("harvest", [
     {"reasoning_share": 1.0, "answer_to_variable_ratio": 4.0}, {"logprobs_generated_share": 1.0}, {"task_generation_share": 0.8},
-    {"rewrite_share": 0.7}, {"mirrored_turn_share": 0.5}, {"multi_choice_share": 1.0},
-], ids=["reasoning", "soft-labels", "self-instruct", "evol-instruct", "model-written-turns", "n>1"])
+    {"rewrite_share": 0.7}, {"mirrored_turn_share": 0.5},
+], ids=["reasoning", "soft-labels", "self-instruct", "evol-instruct", "model-written-turns"])
 def test_each_kind_of_harvested_output_flags_a_scripted_key(harvest):
     assert verdict(**SCRIPTED, **harvest).flagged
 
@@ -131,3 +131,8 @@ def test_an_agent_loop_resending_its_task_still_counts_its_distinct_tasks():
     assert group_scores_of(**loop)["breadth"] == 1.0
     assert verdict(**loop, toolset_diversity=0.5).flagged
     assert not verdict(**loop, toolset_diversity=0.02).flagged  # an agent product: its own tools
+
+
+def test_several_samples_per_task_are_weak_evidence_never_enough_alone():
+    """n > 1 is common in honest pipelines (self-consistency, candidate generation)."""
+    assert not verdict(**SCRIPTED, multi_choice_share=1.0).flagged

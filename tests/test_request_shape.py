@@ -89,7 +89,7 @@ def test_short_tasks_in_a_fixed_wrapper_have_long_answers_against_their_new_text
     tasks = [chat(("user", f"{WRAPPER}\nTask {i}: name a colour.")) for i in range(30)]
     values = window_of(tasks, completion_tokens=600).feature_map()
     assert values["template_share"] > 0.6
-    assert values["answer_to_variable_ratio"] > 50
+    assert values["answer_to_variable_ratio"] > 20
 
 
 def test_a_user_turn_the_model_wrote_in_another_conversation_is_mirrored():
