@@ -14,6 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
+from .request_shape import (
+    asks_for_judgement,
+    asks_for_rewrite,
+    last_assistant_text,
+    segments,
+    tool_results,
+    toolset_hash,
+)
 from .text import (
     asks_for_new_tasks,
     asks_for_reasoning,
@@ -32,6 +40,7 @@ RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_LABEL_CHARS = 128
 MAX_COUNT = 2**31 - 1
+UNKNOWN_COUNT = -1  # a count no line carried (completion tokens without `usage`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +48,7 @@ class RequestFeatures:
     """What one finished request leaves behind for the detectors; no prompt text.
 
     Absent parameters read -1.0 (temperature, top_p), 0 (max_tokens, top_logprobs), 1 (n)
-    or "" (strings). `template_fp` is a 64-bit SimHash of the last user text with its
+    or "" (strings); `completion_tokens` reads -1 when no `usage` said it (unknown, never 0). `template_fp` is a 64-bit SimHash of the last user text with its
     fillers masked (compare with `hamming`); `template_head` a 32-bit id of its first four
     masked words; `ip_prefix` a salted hash of the client's /24 or /64; `header_order` a
     salted hash of the request's header names in the order sent, which tells the HTTP client
@@ -76,6 +85,16 @@ class RequestFeatures:
     header_order: str = ""
     task_generation_marker: bool = False
     previous_user_hash: str = ""
+    # The request's shape (detectors/request_shape.py): the newest user turn's length and
+    # line segments, tool results fed back, the tool set offered, the assistant turn resent,
+    # and whether it asks for a judgement or for an instruction to be rewritten.
+    user_chars: int = 0
+    segments: str = ""
+    tool_results: int = 0
+    toolset: str = ""
+    assistant_hash: str = ""
+    judgement_marker: bool = False
+    rewrite_marker: bool = False
 
 
 @dataclass(slots=True)
@@ -272,12 +291,12 @@ def _order_hash(names: str, salt: bytes) -> str:
     return _keyed(names, salt)
 
 
-def _usage_tokens(usage: object, name: str, alias: str) -> int:
+def _usage_tokens(usage: object, name: str, alias: str, unknown: int = 0) -> int:
     if isinstance(usage, Mapping):
         value = usage.get(name, usage.get(alias))
     else:
         value = getattr(usage, name, None)
-    return _count(value, 0)
+    return _count(value, unknown)
 
 
 def request_features(
@@ -315,6 +334,10 @@ def request_features(
     reasoning_marker = not embeddings and any(map(asks_for_reasoning, lowered))
     task_generation_marker = not embeddings and any(map(asks_for_new_tasks, lowered))
     logprobs, top_logprobs = _logprobs(body)
+    history = body.get("messages")
+    if not isinstance(history, list):
+        history = body.get("input") if isinstance(body.get("input"), list) else None
+    assistant_text = last_assistant_text(history)
     prompt_tokens = _usage_tokens(usage, "prompt_tokens", "input_tokens")
     if prompt_tokens == 0:
         prompt_tokens = -(-prompt.chars // 4) + prompt.token_ids
@@ -325,7 +348,7 @@ def request_features(
         path=path,
         prompt_chars=prompt.chars,
         prompt_tokens=prompt_tokens,
-        completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens"),
+        completion_tokens=_usage_tokens(usage, "completion_tokens", "output_tokens", UNKNOWN_COUNT),
         message_count=prompt.count,
         system_hash=short_hash(system_text) if prompt.system else "",
         user_hash=duplicate_hash(lowered[-1]) if prompt.user else "",
@@ -350,6 +373,13 @@ def request_features(
         header_order=header_order(headers, salt),
         task_generation_marker=task_generation_marker,
         previous_user_hash=duplicate_hash(previous_user_text.lower()) if previous_user_text else "",
+        user_chars=len(user_text),
+        segments=segments(user_text),
+        tool_results=tool_results(history),
+        toolset=toolset_hash(body),
+        assistant_hash=duplicate_hash(assistant_text.lower()) if assistant_text else "",
+        judgement_marker=not embeddings and any(map(asks_for_judgement, lowered)),
+        rewrite_marker=not embeddings and any(map(asks_for_rewrite, lowered)),
     )
 
 

@@ -33,6 +33,11 @@ FEATURE_DIRECTIONS: dict[str, int] = {
     "single_turn_share": +1, "system_prompt_share": 0, "sampling_spread": 0, "greedy_share": 0,
     "ip_prefixes": +1, "user_agents": +1, "error_rate": 0, "rate_limited_share": +1,
     "task_generation_share": +1, "public_eval_share": 0, "standalone_share": +1,
+    # Request shape: a fixed template, tool use, judgements and scale are honest automation's
+    # too, so they point nowhere alone; the rest point to harvesting.
+    "template_share": 0, "variable_tokens_log_mean": 0, "answer_to_variable_ratio": +1,
+    "logprobs_generated_share": +1, "tool_use_share": 0, "tool_results_share": 0, "toolset_diversity": +1,
+    "mirrored_turn_share": +1, "judgement_share": 0, "rewrite_share": +1, "distinct_tasks_log": 0,
 }
 # Volume and timing alone never justify a flag: honest automation shares them. Running a
 # public benchmark is not evidence of harvesting either.
@@ -47,8 +52,25 @@ CONTENT_FEATURES = frozenset(FEATURE_NAMES) - {
 # get both from every question), and a request with no history is one whose history does
 # not continue a conversation.
 EVIDENCE_GROUP = {"completion_tokens_log_mean": "long_answers", "completion_to_prompt_ratio": "long_answers",
+                  "answer_to_variable_ratio": "long_answers", "logprobs_generated_share": "logprobs_share",
                   "reasoning_share": "long_answers", "single_turn_share": "turns", "standalone_share": "turns"}
 GREEDY_INDEX = FEATURE_NAMES.index("greedy_share")
+
+
+def impute(windows: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """Unknown features (NaN: too few requests carried the field) take the benign median, so
+    a missing field neither looks like harvesting nor like its absence."""
+    windows = np.asarray(windows, dtype=np.float64)
+    if not np.isnan(windows).any():
+        return windows
+    return np.where(np.isnan(windows), median, windows)
+
+
+def _benign_median(benign: np.ndarray) -> np.ndarray:
+    """Per-feature median of the known values; 0 for a feature no benign window knew."""
+    known = ~np.isnan(benign)
+    return np.array([float(np.median(benign[known[:, j], j])) if known[:, j].any() else 0.0
+                     for j in range(benign.shape[1])])
 
 
 class ModelFileError(ValueError):
@@ -80,6 +102,9 @@ class ForestModel:
     ) -> "ForestModel":
         """Fit on part of the benign windows, calibrate the threshold on the rest."""
         benign = np.asarray(benign, dtype=np.float64)
+        median = _benign_median(benign)
+        unknown_share = np.isnan(benign).mean(axis=0) if len(benign) else np.zeros(benign.shape[1])
+        benign = impute(benign, median)
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(benign))
         cut = int(len(benign) * (1 - holdout_fraction))
@@ -102,16 +127,18 @@ class ForestModel:
             "validation": {"holdout_fpr_at_threshold": float(np.mean(holdout_raw >= threshold))},
             "benign_low": low.tolist(),
             "benign_high": high.tolist(),
-            "benign_median": np.median(benign, axis=0).tolist(),
+            "benign_median": median.tolist(),
+            "imputation": "a feature too few requests carried (NaN) takes its benign_median, in training and scoring",
+            "unknown_share_in_training": [round(float(v), 4) for v in unknown_share],
             "seed": seed,
             "n_estimators": n_estimators,
             **(extra_card or {}),
         }
-        return cls(forest, threshold, low, high, np.median(benign, axis=0), card, holdout_raw)
+        return cls(forest, threshold, low, high, median, card, holdout_raw)
 
     def raw_scores(self, windows: np.ndarray) -> np.ndarray:
         """Anomaly scores, higher = more anomalous (sklearn's score_samples, negated)."""
-        return -self.forest.score_samples(np.asarray(windows, dtype=np.float64))
+        return -self.forest.score_samples(impute(windows, self.median))
 
     def normalise(self, raw: np.ndarray | float) -> np.ndarray | float:
         """Maps raw scores to [0, 1] with the threshold at 0.5."""
@@ -120,7 +147,7 @@ class ForestModel:
     def explain(self, window: Sequence[float], top: int = 3) -> tuple[Reason, ...]:
         """The features that pushed this window's score most: how much the score drops when
         each one alone is set to its benign median."""
-        x = np.asarray(window, dtype=np.float64)
+        x = impute(np.asarray(window, dtype=np.float64)[None, :], self.median)[0]
         probes = np.repeat(x[None, :], len(x) + 1, axis=0)
         probes[np.arange(1, len(x) + 1), np.arange(len(x))] = self.median
         raw = self.raw_scores(probes)
@@ -143,7 +170,7 @@ class ForestModel:
         long answers alone are what reasoning models give every honest user. Keys that pin
         temperature 0 on nearly every request look like evaluations and are left to the
         rules (logprobs, reasoning traces)."""
-        if window[GREEDY_INDEX] >= 0.95:
+        if window[GREEDY_INDEX] >= 0.95:  # NaN (unknown) compares False: judged on the rest
             return False
         evidence = set()
         for reason in reasons:

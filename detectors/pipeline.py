@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .base import Verdict
+from .evidence import EvidenceDetector
 from .features import RequestFeatures
 from .iforest import ForestDetector
 from .ladder import Change, LadderConfig, LadderState, step
@@ -75,10 +76,13 @@ class Evaluation:
 class Pipeline:
     """Windows, detectors and ladder wired together; pure, no I/O."""
 
-    def __init__(self, rules: RulesDetector, forest: ForestDetector | None, ladder: LadderConfig) -> None:
+    def __init__(self, rules: RulesDetector, forest: ForestDetector | None, ladder: LadderConfig,
+                 evidence: EvidenceDetector | None | bool = True) -> None:
+        """`evidence`: a configured detector, True for the default one, None/False for none."""
         self.rules = rules
         self.forest = forest
         self.ladder = ladder
+        self.evidence = EvidenceDetector() if evidence is True else (evidence or None)
 
     def observe(self, state: KeyState, event: RequestFeatures) -> Snapshot | None:
         """Add one event to its key's window; a Snapshot when the key is now due."""
@@ -99,6 +103,8 @@ class Pipeline:
         for (state, snapshot), row, forest_verdict in zip(due, matrix, forest_verdicts):
             key_id, count = snapshot.key_id, snapshot.requests_seen
             verdicts = [self.rules.score(row, count)]
+            if self.evidence is not None:
+                verdicts.insert(0, self.evidence.score(row, count))
             if forest_verdict is not None:
                 verdicts.append(forest_verdict)
             state.last_verdicts = [
@@ -107,5 +113,7 @@ class Pipeline:
                 for v in verdicts
             ]
             change = step(self.ladder, state.ladder, key_id, verdicts, snapshot.ts, count)
-            evaluations.append(Evaluation(key_id, count, row.tolist(), tuple(verdicts), change))
+            # The window's own list: unknown features are its one NaN object, so equal evaluations
+            # compare equal (a fresh NaN never equals another).
+            evaluations.append(Evaluation(key_id, count, snapshot.features, tuple(verdicts), change))
         return evaluations

@@ -1,14 +1,15 @@
 """Threshold rules from the config: each rule is a named reason that fires when all of its
 conditions on the window features hold and the key has sent enough requests.
 
-The shipped rules describe what distillation is, not how much traffic a key sends: a
-broad spread of single-turn tasks with long answers, reasoning traces asked for in bulk,
-soft labels (logprobs) asked for in bulk, new training tasks invented in bulk. Volume and regularity alone never fire a rule,
-because honest automation (batch jobs, chatbot backends) shares them.
+Most harvests are judged by graded evidence (detectors/evidence.py); the one shipped rule
+is the capability harvest at temperature 0, which only volume past any evaluation's size
+tells apart. Operators add their own rules in config. An unknown feature (NaN) is neither
+met nor failed: a rule judges on its known conditions.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -21,58 +22,23 @@ _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt
 _CONDITION = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 DEFAULT_RULES: dict[str, dict] = {
-    "logprob_harvest": {
-        "description": "soft labels asked for in bulk over many different prompts",
-        "min_requests": 30,
-        "when": ["logprobs_share >= 0.8", "top_logprobs_mean >= 3", "unique_prompt_share >= 0.8",
-                 "template_diversity >= 0.3"],
-    },
-    "reasoning_trace_harvest": {
-        "description": "reasoning traces asked for on nearly every one of many different single-turn tasks",
-        "min_requests": 30,
-        # A harvester asks for the trace every time: that is what it collects. People who like
-        # step-by-step answers ask now and then and follow up (reasoning-app users reach
-        # 0.5-0.7 of their first 30 requests by chance, with 10 % follow-ups).
-        "when": ["reasoning_share >= 0.8", "single_turn_share >= 0.95", "unique_prompt_share >= 0.9",
-                 "template_diversity >= 0.3"],
-    },
-    "broad_capability_harvest": {
-        "description": "many different single-turn tasks, each a short instruction for a long sampled answer",
-        "min_requests": 40,
-        # Evaluations pin temperature 0 for reproducibility, or send public benchmark questions
-        # word for word (detectors/public_evals.py); harvesting samples answers to its own tasks.
-        # Standalone: no history, or history that continues none of the key's conversations
-        # (a made-up opening exchange before each task does not make it a chat).
-        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "template_diversity >= 0.5",
-                 "completion_to_prompt_ratio >= 4", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
-                 "public_eval_share <= 0.5"],
-    },
-    "templated_instruction_harvest": {
-        "description": "a fixed instruction wrapper around ever-new short tasks, each for a long sampled answer",
-        "min_requests": 40,
-        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
-                 "completion_tokens_log_mean >= 6.5", "max_tokens_log_mean >= 6.5", "greedy_share <= 0.5",
-                 "public_eval_share <= 0.5"],
-    },
+    # The capability, reasoning, logprob and task-generation harvests are graded evidence
+    # now (detectors/evidence.py): no AND of hand-set thresholds on one parameter decides.
     "greedy_capability_harvest": {
         "description": "the capability harvest at temperature 0, kept up far past any evaluation's size",
         # Evaluations pin temperature 0 too, so only volume no single evaluation reaches tells
         # them apart: the public sets with short questions and long answers have 80-805 prompts
         # (and are recognised word for word anyway); a data set for a student needs thousands.
         "min_requests": 1000,
-        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "completion_to_prompt_ratio >= 4",
-                 "completion_tokens_log_mean >= 6", "max_tokens_log_mean >= 6.5", "greedy_share > 0.5",
-                 "public_eval_share <= 0.5"],
-    },
-    "synthetic_task_generation": {
-        "description": "the model asked, again and again, to invent new tasks or instructions (self-instruct data)",
-        "min_requests": 30,
-        # Each request a new set of seed tasks, answered at length with sampling on: the
-        # generation step of Alpaca / self-instruct. A person asks for task lists now and then.
-        "when": ["task_generation_share >= 0.5", "single_turn_share >= 0.9", "unique_prompt_share >= 0.9",
-                 "completion_tokens_log_mean >= 5", "greedy_share <= 0.5"],
+        "when": ["standalone_share >= 0.95", "unique_prompt_share >= 0.95", "answer_to_variable_ratio >= 4",
+                 "completion_tokens_log_mean >= 6", "greedy_share > 0.5", "public_eval_share <= 0.5"],
     },
 }
+
+
+# When a feature is unknown (too few lines carried its field), the condition reads what the
+# lines do carry instead: the answer length asked for stands in for the answer length seen.
+SUBSTITUTES = {"completion_tokens_log_mean": "max_tokens_log_mean"}
 
 
 class RuleError(ValueError):
@@ -89,8 +55,26 @@ class Condition:
     def index(self) -> int:
         return FEATURE_NAMES.index(self.feature)
 
-    def holds(self, features: Sequence[float]) -> bool:
-        return _OPS[self.op](features[self.index], self.threshold)
+    def holds(self, features: Sequence[float]) -> bool | None:
+        """True or False; None when the feature is unknown (and no substitute is known)."""
+        value = self.value(features)
+        return None if math.isnan(value) else _OPS[self.op](value, self.threshold)
+
+    def value(self, features: Sequence[float]) -> float:
+        """The feature's value, or what the lines do carry in its place when it is unknown."""
+        value = features[self.index]
+        if math.isnan(value) and self.feature in SUBSTITUTES:
+            return features[FEATURE_NAMES.index(SUBSTITUTES[self.feature])]
+        return value
+
+    def describe(self, features: Sequence[float]) -> str:
+        value = features[self.index]
+        if not math.isnan(value):
+            return f"{self.feature}={value:.3g} ({self})"
+        substitute = SUBSTITUTES.get(self.feature)
+        if substitute and not math.isnan(features[FEATURE_NAMES.index(substitute)]):
+            return f"{self.feature} unknown, {substitute}={self.value(features):.3g} in its place ({self})"
+        return f"{self.feature} unknown ({self})"
 
     def __str__(self) -> str:
         return f"{self.feature} {self.op} {self.threshold:g}"
@@ -126,8 +110,16 @@ def parse_rules(spec: dict[str, dict]) -> list[Rule]:
     return rules
 
 
+def fires(rule: Rule, features: Sequence[float]) -> bool:
+    """No known condition fails and at least half of them are known: an unknown condition is
+    neither met nor failed, and the rule judges on what is known."""
+    outcomes = [condition.holds(features) for condition in rule.conditions]
+    known = [outcome for outcome in outcomes if outcome is not None]
+    return all(known) and 2 * len(known) >= len(outcomes)
+
+
 class RulesDetector:
-    """Fires when any rule's conditions all hold; every fired rule is a reason."""
+    """Fires when any rule's known conditions all hold; every fired rule is a reason."""
 
     name = "rules"
 
@@ -137,9 +129,9 @@ class RulesDetector:
     def score(self, features: Sequence[float], requests_seen: int) -> Verdict:
         reasons = []
         for rule in self.rules:
-            if requests_seen >= rule.min_requests and all(c.holds(features) for c in rule.conditions):
-                detail = " and ".join(f"{c.feature}={features[c.index]:.3g} ({c})" for c in rule.conditions)
-                first = rule.conditions[0]
-                reasons.append(Reason(rule.name, first.feature, features[first.index], None,
+            if requests_seen >= rule.min_requests and fires(rule, features):
+                detail = " and ".join(c.describe(features) for c in rule.conditions)
+                first = next((c for c in rule.conditions if c.holds(features) is not None), rule.conditions[0])
+                reasons.append(Reason(rule.name, first.feature, first.value(features), None,
                                       f"{rule.description}: {detail}" if rule.description else detail))
         return Verdict(self.name, 1.0 if reasons else 0.0, bool(reasons), tuple(reasons))

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 
 from .features import RequestFeatures
 from .public_evals import is_public_eval
+from .request_shape import parse_segments
+from .task_sketch import TaskSketch
 
 WINDOW_SIZE = 200
+# A feature read from a field some lines lack (usage, max_tokens, temperature) is computed
+# over the requests that carried it, and is unknown (NaN) with fewer than this many.
+MIN_KNOWN = 5
+UNKNOWN = float("nan")  # one object: lists holding it compare equal
 BANDS = 4  # SimHash split into 4 bands of 16 bits: Hamming distance <= 3 shares a band.
 
 # The window features, in the order every model and report uses. What each one catches
@@ -46,7 +52,23 @@ FEATURE_NAMES: tuple[str, ...] = (
     "task_generation_share",
     "public_eval_share",
     "standalone_share",
+    # The request's shape (detectors/request_shape.py): what part of the prompts is the key's
+    # recurring template, how long answers are against the new text, soft labels on
+    # generated text, tool loops, turns the model wrote, judgements, rewritten instructions.
+    "template_share",
+    "variable_tokens_log_mean",
+    "answer_to_variable_ratio",
+    "logprobs_generated_share",
+    "tool_use_share",
+    "tool_results_share",
+    "toolset_diversity",
+    "mirrored_turn_share",
+    "judgement_share",
+    "rewrite_share",
+    # Long-term: distinct tasks the key has sent in its lifetime (a bounded sketch), log1p.
+    "distinct_tasks_log",
 )
+LABEL_TOKENS = 8  # answers of at most this many tokens are labels (classification), not text
 
 
 @dataclass(slots=True)
@@ -75,6 +97,16 @@ class _Slot:
     rate_limited: bool
     task_generation: bool = False
     continued: bool = False
+    user_chars: int = 0
+    segments: tuple = ()
+    tool_use: bool = False
+    tool_results: bool = False
+    toolset: str = ""
+    assistant_hash: str = ""
+    mirrored: bool = False
+    judgement: bool = False
+    rewrite: bool = False
+    logprobs_generated: bool = False
 
 
 def _bump(counter: Counter, item, sign: int) -> None:
@@ -98,6 +130,14 @@ def _log_fixed(count: int) -> int:
     return round(math.log1p(count) * _LOG_SCALE)
 
 
+def _generated(event: RequestFeatures) -> bool:
+    """The answer was text, not a label: longer than LABEL_TOKENS, or asked to be when no
+    usage says (unknown length with no max_tokens counts as not generated)."""
+    if event.completion_tokens >= 0:
+        return event.completion_tokens > LABEL_TOKENS
+    return event.max_tokens > LABEL_TOKENS
+
+
 def _bands(fingerprint: int) -> tuple[int, ...]:
     return tuple((band << 16) | ((fingerprint >> (16 * band)) & 0xFFFF) for band in range(BANDS))
 
@@ -117,6 +157,10 @@ class KeyWindow:
         self._sampling: Counter = Counter()
         self._ips: Counter = Counter()
         self._agents: Counter = Counter()
+        self._segments: Counter = Counter()
+        self._assistants: Counter = Counter()
+        self._toolsets: Counter = Counter()
+        self.tasks = TaskSketch()
         self._sums = Counter()
         self._iat_sum = 0
         self._iat_sq = 0
@@ -159,7 +203,21 @@ class KeyWindow:
             # Its previous user turn was this key's newest turn earlier in the window: the
             # next turn of a real conversation, not history made up around a new task.
             continued=bool(event.previous_user_hash) and event.previous_user_hash in self._prompts,
+            user_chars=event.user_chars,
+            segments=parse_segments(event.segments),
+            tool_use=event.has_tools,
+            tool_results=event.tool_results > 0,
+            toolset=event.toolset,
+            assistant_hash=event.assistant_hash,
+            # The model wrote this user turn: it is an assistant turn of another of the key's
+            # conversations, or this request resends as assistant what another sent as user.
+            mirrored=(bool(event.user_hash) and event.user_hash in self._assistants)
+            or (bool(event.assistant_hash) and event.assistant_hash in self._prompts),
+            judgement=event.judgement_marker,
+            rewrite=event.rewrite_marker,
+            logprobs_generated=event.logprobs and _generated(event),
         )
+        self.tasks.add(event.user_hash)
         self._add(slot, +1)
         self.slots.append(slot)
         if len(self.slots) > self.size:
@@ -187,9 +245,16 @@ class KeyWindow:
         sums["prompt_tokens"] += sign * slot.prompt_tokens
         sums["prompt_tokens_sq"] += sign * slot.prompt_tokens * slot.prompt_tokens
         sums["log_prompt"] += sign * _log_fixed(slot.prompt_tokens)
-        sums["log_completion"] += sign * _log_fixed(slot.completion_tokens)
-        sums["completion_tokens"] += sign * slot.completion_tokens
-        sums["log_max_tokens"] += sign * _log_fixed(slot.max_tokens)
+        if slot.completion_tokens >= 0:  # -1: no usage on the line, unknown
+            sums["completion_known"] += sign
+            sums["log_completion"] += sign * _log_fixed(slot.completion_tokens)
+            sums["completion_tokens"] += sign * slot.completion_tokens
+            sums["prompt_tokens_answered"] += sign * slot.prompt_tokens
+        if slot.max_tokens > 0:  # 0: not asked, the model's own limit
+            sums["max_tokens_known"] += sign
+            sums["log_max_tokens"] += sign * _log_fixed(slot.max_tokens)
+        if slot.sampling[1] >= 0:  # -1: not sent
+            sums["temperature_known"] += sign
         sums["reasoning"] += sign * slot.reasoning
         sums["logprobs"] += sign * slot.logprobs
         sums["top_logprobs"] += sign * slot.top_logprobs
@@ -202,6 +267,19 @@ class KeyWindow:
         sums["task_generation"] += sign * slot.task_generation
         sums["public_eval"] += sign * is_public_eval(slot.user_hash)
         sums["continued"] += sign * slot.continued
+        for digest, _ in slot.segments:
+            _bump(self._segments, digest, sign)
+        if slot.assistant_hash:
+            _bump(self._assistants, slot.assistant_hash, sign)
+        if slot.toolset:
+            _bump(self._toolsets, slot.toolset, sign)
+        sums["user_chars"] += sign * slot.user_chars
+        sums["tool_use"] += sign * slot.tool_use
+        sums["tool_results"] += sign * slot.tool_results
+        sums["mirrored"] += sign * slot.mirrored
+        sums["judgement"] += sign * slot.judgement
+        sums["rewrite"] += sign * slot.rewrite
+        sums["logprobs_generated"] += sign * slot.logprobs_generated
 
     def _count_time(self, ts: float) -> None:
         minute = int(ts // 60)
@@ -214,7 +292,8 @@ class KeyWindow:
         self._hour_stamp[hour % 24] = hour
 
     def features(self) -> list[float]:
-        """The window features in `FEATURE_NAMES` order."""
+        """The window features in `FEATURE_NAMES` order; NaN where too few requests carried
+        the field a feature reads (see `MIN_KNOWN`): unknown, never zero."""
         n = len(self.slots)
         if n == 0:
             return [0.0] * len(FEATURE_NAMES)
@@ -233,6 +312,8 @@ class KeyWindow:
             iat_cv = 1.0
         mean_prompt = sums["prompt_tokens"] / n
         var_prompt = max(sums["prompt_tokens_sq"] / n - mean_prompt * mean_prompt, 0.0)
+        answered, max_known, temperature_known = (
+            sums["completion_known"], sums["max_tokens_known"], sums["temperature_known"])
         return [
             float(last_hour),
             iat_cv,
@@ -242,9 +323,9 @@ class KeyWindow:
             len(self._prompts) / n,
             sums["log_prompt"] / _LOG_SCALE / n,
             math.sqrt(var_prompt) / mean_prompt if mean_prompt > 0 else 0.0,
-            sums["log_completion"] / _LOG_SCALE / n,
-            sums["completion_tokens"] / max(sums["prompt_tokens"], 1),
-            sums["log_max_tokens"] / _LOG_SCALE / n,
+            sums["log_completion"] / _LOG_SCALE / answered if answered >= MIN_KNOWN else UNKNOWN,
+            sums["completion_tokens"] / max(sums["prompt_tokens_answered"], 1) if answered >= MIN_KNOWN else UNKNOWN,
+            sums["log_max_tokens"] / _LOG_SCALE / max_known if max_known >= MIN_KNOWN else UNKNOWN,
             sums["reasoning"] / n,
             sums["logprobs"] / n,
             sums["top_logprobs"] / n,
@@ -252,7 +333,7 @@ class KeyWindow:
             sums["single_turn"] / n,
             sums["has_system"] / n,
             len(self._sampling) / n,
-            sums["greedy"] / n,
+            sums["greedy"] / temperature_known if temperature_known >= MIN_KNOWN else UNKNOWN,
             float(len(self._ips)),
             float(len(self._agents)),
             sums["error"] / n,
@@ -260,7 +341,45 @@ class KeyWindow:
             sums["task_generation"] / n,
             sums["public_eval"] / n,
             1.0 - sums["continued"] / n,
+            *self._template_features(),
+            sums["logprobs_generated"] / n,
+            sums["tool_use"] / n,
+            sums["tool_results"] / n,
+            len(self._toolsets) / sums["tool_use"] if sums["tool_use"] >= MIN_KNOWN else 0.0,
+            sums["mirrored"] / n,
+            sums["judgement"] / n,
+            sums["rewrite"] / n,
+            math.log1p(self.tasks.estimate()),
         ]
+
+    def _template_features(self) -> tuple[float, float, float]:
+        """Template share, new-text length and answer-to-new-text ratio: a line that recurs in
+        the window is the key's template; the rest of each newest user turn is its new text."""
+        segment_counts = self._segments
+        template_chars = log_variable = answered_variable = answered_completion = 0.0
+        answered = 0
+        for slot in self.slots:
+            if slot.user_chars == 0 and slot.prompt_tokens > 0:
+                variable_tokens = float(slot.prompt_tokens)  # a line without its text features: the whole prompt
+            else:
+                template = min(sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2),
+                               slot.user_chars)
+                template_chars += template
+                # At least half the turn is new text: lines of a document that recur (one
+                # document under several instructions) must not pass for a short task.
+                variable_tokens = max(slot.user_chars - template, slot.user_chars / 2) / 4
+            log_variable += math.log1p(variable_tokens)
+            if slot.completion_tokens >= 0:
+                answered += 1
+                answered_variable += max(variable_tokens, 1.0)
+                answered_completion += slot.completion_tokens
+        n = len(self.slots)
+        user_chars = self._sums["user_chars"]
+        return (
+            template_chars / user_chars if user_chars > 0 else 0.0,
+            log_variable / n,
+            answered_completion / answered_variable if answered >= MIN_KNOWN else UNKNOWN,
+        )
 
     def to_dict(self) -> dict:
         """Plain data for a checkpoint; `from_dict` rebuilds the running sums from it."""
@@ -271,7 +390,9 @@ class KeyWindow:
                  slot.prompt_tokens, slot.completion_tokens, slot.max_tokens, slot.reasoning, slot.logprobs,
                  slot.top_logprobs, slot.multi_choice, slot.single_turn, slot.has_system, list(slot.sampling),
                  slot.greedy, slot.ip_prefix, slot.user_agent, slot.error, slot.rate_limited, slot.task_generation,
-                 slot.continued]
+                 slot.continued, slot.user_chars, [list(pair) for pair in slot.segments], slot.tool_use,
+                 slot.tool_results, slot.toolset, slot.assistant_hash, slot.mirrored, slot.judgement, slot.rewrite,
+                 slot.logprobs_generated]
                 for slot in self.slots
             ],
             "requests_seen": self.requests_seen,
@@ -280,6 +401,7 @@ class KeyWindow:
             "minute_counts": list(self._minute_counts),
             "minute_stamp": list(self._minute_stamp),
             "hour_stamp": list(self._hour_stamp),
+            "tasks": self.tasks.to_list(),
         }
 
     @classmethod
@@ -290,6 +412,8 @@ class KeyWindow:
             values = list(stored)
             values[1] = tuple(values[1])
             values[14] = tuple(values[14])
+            if len(values) > 23:
+                values[23] = tuple(tuple(pair) for pair in values[23])
             slot = _Slot(*values)  # older checkpoints lack the last fields, which read as False
             window._add(slot, +1)
             window.slots.append(slot)
@@ -305,6 +429,7 @@ class KeyWindow:
         window._minute_counts = list(data["minute_counts"])
         window._minute_stamp = list(data["minute_stamp"])
         window._hour_stamp = list(data["hour_stamp"])
+        window.tasks = TaskSketch.from_list(data.get("tasks", []))
         return window
 
     def feature_map(self) -> dict[str, float]:

@@ -124,7 +124,8 @@ def test_responses_api_input_instructions_and_effort():
 def test_missing_fields_take_their_defaults():
     for body in (None, {}, {"messages": []}):
         f = features(body, headers=None, client_ip=None)
-        assert (f.prompt_chars, f.prompt_tokens, f.completion_tokens, f.message_count) == (0, 0, 0, 0)
+        # Without usage the answer length is unknown (-1), never zero.
+        assert (f.prompt_chars, f.prompt_tokens, f.completion_tokens, f.message_count) == (0, 0, -1, 0)
         assert (f.system_hash, f.user_hash, f.template_fp, f.template_head) == ("", "", 0, 0)
         assert (f.model, f.max_tokens, f.temperature, f.top_p, f.n) == ("", 0, -1.0, -1.0, 1)
         assert (f.logprobs, f.top_logprobs, f.stream, f.has_tools) == (False, 0, False, False)

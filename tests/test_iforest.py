@@ -46,6 +46,17 @@ BENIGN = {
     "task_generation_share": (0.002, 0.002, 0, 1),
     "public_eval_share": (0.01, 0.01, 0, 1),
     "standalone_share": (0.6, 0.15, 0, 1),
+    "template_share": (0.2, 0.1, 0, 1),
+    "variable_tokens_log_mean": (4.0, 0.8, 0, 10),
+    "answer_to_variable_ratio": (1.5, 0.5, 0.01, 10),
+    "logprobs_generated_share": (0.01, 0.01, 0, 1),
+    "tool_use_share": (0.05, 0.05, 0, 1),
+    "tool_results_share": (0.03, 0.03, 0, 1),
+    "toolset_diversity": (0.01, 0.01, 0, 1),
+    "mirrored_turn_share": (0.001, 0.001, 0, 1),
+    "judgement_share": (0.005, 0.005, 0, 1),
+    "rewrite_share": (0.002, 0.002, 0, 1),
+    "distinct_tasks_log": (3.5, 1.0, 0, 10),
 }
 assert tuple(BENIGN) == FEATURE_NAMES
 

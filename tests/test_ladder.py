@@ -13,6 +13,9 @@ FLAGGED = Verdict("rules", 1.0, True, (REASON,))
 CLEAN = Verdict("rules", 0.0, False)
 # Not flagged, but scoring at or above the default clear_below (0.3): not clean either.
 UNCERTAIN = Verdict("iforest", 0.6, False)
+# Steps down on clean evaluations alone and may clear: the ladder's older, looser behaviour.
+LOOSE = {"release_after_requests": 0, "release_after_seconds": 0.0, "sticky": False,
+         "release_scales_with_harvest": False}
 
 
 class Key:
@@ -99,7 +102,7 @@ def test_a_single_clean_evaluation_does_not_step_down():
 
 
 def test_stepping_down_takes_release_after_clean_evaluations_per_step():
-    key = Key(LadderConfig(throttle_after=2, release_after=3))
+    key = Key(LadderConfig(throttle_after=2, release_after=3, **LOOSE))
     key.actions(FLAGGED, FLAGGED)
     assert key.actions(*[CLEAN] * 6) == [None, None, "flag", None, None, "none"]
     assert key.actions(*[CLEAN] * 6) == [None] * 6
@@ -114,14 +117,14 @@ def test_evaluations_scoring_at_or_above_clear_below_are_not_clean():
 
 
 def test_a_flag_during_the_release_restarts_it():
-    key = Key(LadderConfig(release_after=3))
+    key = Key(LadderConfig(release_after=3, **LOOSE))
     key.evaluate(FLAGGED)
     assert key.actions(CLEAN, CLEAN, FLAGGED, CLEAN, CLEAN) == [None] * 5
     assert key.evaluate(CLEAN).action == "none"
 
 
 def test_stepping_down_keeps_the_evidence_of_the_last_flag():
-    key = Key(LadderConfig(release_after=1))
+    key = Key(LadderConfig(release_after=1, **LOOSE))
     key.evaluate(FLAGGED)
     released = key.evaluate(CLEAN)
     assert released.action == "none"
@@ -157,10 +160,12 @@ def test_the_flag_record_has_exactly_the_documented_keys():
     record = change.flag()
     assert set(record) == {
         "key_id", "action", "score", "detector", "reasons", "first_flagged_at", "requests_before_flag",
+        "activity", "harvest_span_requests",
     }
     assert record == {
         "key_id": KEY, "action": "flag", "score": 1.0, "detector": "rules", "reasons": [REASON.as_dict()],
-        "first_flagged_at": 1060.0, "requests_before_flag": 20,
+        "first_flagged_at": 1060.0, "requests_before_flag": 20, "activity": "harvesting",
+        "harvest_span_requests": 0,
     }
 
 
@@ -168,3 +173,64 @@ def test_ladder_state_round_trips_through_its_dict():
     key = Key(LadderConfig(throttle_after=2))
     key.actions(FLAGGED, FLAGGED, CLEAN)
     assert LadderState.from_dict(key.state.as_dict()) == key.state
+
+
+def test_ladder_state_with_its_memory_round_trips_and_older_checkpoints_still_load():
+    key = Key(LadderConfig(throttle_after=2))
+    key.actions(FLAGGED, FLAGGED, CLEAN)
+    data = key.state.as_dict()
+    assert data["peak"]["reasons"] == [REASON.as_dict()]
+    older = {name: data[name] for name in ("level", "flagged_streak", "clean_streak", "first_flagged_at",
+                                           "requests_before_flag", "score", "detector", "reasons")}
+    assert LadderState.from_dict(older).peak == {}
+
+
+def test_many_clean_evaluations_in_few_requests_do_not_step_down():
+    """Padding: a burst of cheap clean requests is clean evaluations but not clean requests."""
+    key = Key(LadderConfig(throttle_after=1, release_after=2, release_after_requests=1000, release_after_seconds=0))
+    key.evaluate(FLAGGED)
+    assert [key.evaluate(CLEAN) for _ in range(40)] == [None] * 40  # 800 clean requests
+    assert key.state.level == 2
+    assert any(key.evaluate(CLEAN) for _ in range(12))  # past 1,000
+    assert key.state.level == 1
+
+
+def test_clean_requests_without_clean_time_do_not_step_down():
+    key = Key(LadderConfig(throttle_after=1, release_after=1, release_after_requests=0,
+                           release_after_seconds=7200))
+    key.evaluate(FLAGGED)
+    changes = [key.evaluate(CLEAN) for _ in range(130)]  # 60 s apart, the clean run from the first
+    first = next(i for i, change in enumerate(changes) if change)
+    assert 7200 <= 60 * first < 7200 + 120
+    assert changes[first].action == "flag"
+
+
+def test_a_flagged_key_falls_to_flag_at_most_and_says_it_is_quiet_with_its_strongest_evidence():
+    key = Key(LadderConfig(throttle_after=2, release_after=1, release_after_requests=0, release_after_seconds=0))
+    strong = Verdict("rules", 0.9, True, (Reason("strong", "f", 1.0),))
+    weak = Verdict("rules", 0.6, True, (Reason("weak", "f", 0.5),))
+    assert key.actions(strong, weak) == ["flag", "throttle"]
+    released = next(filter(None, (key.evaluate(CLEAN) for _ in range(3))))
+    assert (released.action, released.activity) == ("flag", "harvest seen, now quiet")
+    assert [reason["name"] for reason in released.reasons] == ["strong"]
+    assert released.harvest_span_requests == 20
+    assert [key.evaluate(CLEAN) for _ in range(50)] == [None] * 50
+    assert key.state.level == 1
+
+
+def test_a_quiet_key_that_harvests_again_says_so():
+    key = Key(LadderConfig(throttle_after=0, release_after=1, release_after_requests=0, release_after_seconds=0))
+    key.evaluate(FLAGGED)
+    assert key.evaluate(CLEAN).activity == "harvest seen, now quiet"
+    again = key.evaluate(FLAGGED)
+    assert (again.action, again.activity) == ("flag", "harvesting")
+
+
+def test_a_longer_harvest_takes_as_many_clean_requests_to_relax():
+    key = Key(LadderConfig(throttle_after=1, release_after=1, release_after_requests=100, release_after_seconds=0))
+    for _ in range(30):  # flagged over 580 requests
+        key.evaluate(FLAGGED)
+    assert key.state.harvest_span == 580
+    changes = [key.evaluate(CLEAN) for _ in range(40)]
+    first = next(i for i, change in enumerate(changes) if change)
+    assert 20 * first >= 580  # the clean run began at the first clean evaluation

@@ -128,56 +128,9 @@ def test_volume_and_timing_alone_fire_no_default_rule():
     assert not verdict.flagged
 
 
-def test_the_default_logprob_rule_fires_on_a_soft_label_harvester():
-    harvester = window(logprobs_share=1.0, top_logprobs_mean=10, unique_prompt_share=1.0, template_diversity=0.6)
-    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(harvester, requests_seen=30)
-    assert [reason.name for reason in verdict.reasons] == ["logprob_harvest"]
-
-
-SELF_INSTRUCT_GENERATION = dict(task_generation_share=1.0, single_turn_share=1.0, unique_prompt_share=1.0,
-                                completion_tokens_log_mean=7.0, greedy_share=0.0, template_diversity=0.05)
-
-
-def test_the_default_task_generation_rule_fires_on_a_self_instruct_generation_loop():
-    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**SELF_INSTRUCT_GENERATION), requests_seen=30)
-    assert [reason.name for reason in verdict.reasons] == ["synthetic_task_generation"]
-
-
-def test_a_person_asking_for_task_lists_now_and_then_fires_no_rule():
-    occasional = {**SELF_INSTRUCT_GENERATION, "task_generation_share": 0.1, "single_turn_share": 0.6}
-    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**occasional), requests_seen=500).flagged
-
-
 SAMPLED_QA = dict(single_turn_share=1.0, standalone_share=1.0, unique_prompt_share=1.0, template_diversity=0.9,
-                  completion_to_prompt_ratio=8.0, completion_tokens_log_mean=6.6, max_tokens_log_mean=7.6,
+                  answer_to_variable_ratio=8.0, completion_tokens_log_mean=6.6, max_tokens_log_mean=7.6,
                   greedy_share=0.0)
-
-
-def test_many_sampled_long_answers_to_own_tasks_fire_the_capability_rules():
-    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**SAMPLED_QA, public_eval_share=0.0),
-                                                              requests_seen=40)
-    assert {reason.name for reason in verdict.reasons} == {"broad_capability_harvest", "templated_instruction_harvest"}
-
-
-def test_the_same_shape_over_public_benchmark_questions_is_an_evaluation_and_fires_no_rule():
-    benchmark = window(**SAMPLED_QA, public_eval_share=0.9)
-    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(benchmark, requests_seen=500).flagged
-
-
-REASONING_TASKS = dict(single_turn_share=1.0, unique_prompt_share=1.0, template_diversity=0.9)
-
-
-def test_reasoning_asked_for_on_every_single_turn_task_fires_the_reasoning_rule():
-    harvester = window(**REASONING_TASKS, reasoning_share=1.0)
-    verdict = RulesDetector(parse_rules(DEFAULT_RULES)).score(harvester, requests_seen=30)
-    assert [reason.name for reason in verdict.reasons] == ["reasoning_trace_harvest"]
-
-
-@pytest.mark.parametrize("person", [dict(reasoning_share=0.67), dict(reasoning_share=0.9, single_turn_share=0.9)],
-                         ids=["step-by-step-now-and-then", "step-by-step-with-follow-ups"])
-def test_a_person_who_likes_step_by_step_answers_fires_no_rule(person):
-    assert not RulesDetector(parse_rules(DEFAULT_RULES)).score(window(**{**REASONING_TASKS, **person}),
-                                                               requests_seen=200).flagged
 
 
 def test_the_capability_harvest_at_temperature_0_fires_only_past_any_evaluations_size():
@@ -186,3 +139,38 @@ def test_the_capability_harvest_at_temperature_0_fires_only_past_any_evaluations
     assert not rules.score(greedy, requests_seen=999).flagged  # an evaluation of up to ~1,000 prompts
     assert [reason.name for reason in rules.score(greedy, requests_seen=1000).reasons] == \
         ["greedy_capability_harvest"]
+
+
+# --- unknown features ---------------------------------------------------------------------
+
+NAN = float("nan")
+ANSWERS_SPEC = {
+    "long_answers": {
+        "min_requests": 30,
+        "when": ["unique_prompt_share >= 0.9", "completion_tokens_log_mean >= 6", "greedy_share <= 0.5"],
+    }
+}
+
+
+def test_an_unknown_condition_is_neither_met_nor_failed_and_the_rule_judges_on_the_rest():
+    rules = detector(ANSWERS_SPEC)
+    assert rules.score(window(unique_prompt_share=1.0, completion_tokens_log_mean=6.5, greedy_share=NAN), 30).flagged
+    assert not rules.score(window(unique_prompt_share=0.5, completion_tokens_log_mean=6.5, greedy_share=NAN),
+                           30).flagged
+
+
+def test_a_rule_with_most_conditions_unknown_does_not_fire():
+    rules = detector(ANSWERS_SPEC)
+    features = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=NAN,
+                      greedy_share=NAN)
+    assert not rules.score(features, 30).flagged
+
+
+def test_an_unknown_answer_length_is_read_from_the_max_tokens_asked_and_the_reason_says_so():
+    rules = detector(ANSWERS_SPEC)
+    asked_long = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=7.0)
+    verdict = rules.score(asked_long, 30)
+    assert verdict.flagged
+    assert "completion_tokens_log_mean unknown, max_tokens_log_mean=7 in its place" in verdict.reasons[0].detail
+    asked_short = window(unique_prompt_share=1.0, completion_tokens_log_mean=NAN, max_tokens_log_mean=4.0)
+    assert not rules.score(asked_short, 30).flagged

@@ -13,7 +13,7 @@ import statistics
 import pytest
 
 from detectors.features import RequestFeatures, request_features
-from detectors.windows import FEATURE_NAMES, WINDOW_SIZE, KeyWindow
+from detectors.windows import FEATURE_NAMES, MIN_KNOWN, WINDOW_SIZE, KeyWindow
 from tests.support.prompts import UNRELATED
 
 SALT = b"test-salt"
@@ -28,6 +28,9 @@ BASE = RequestFeatures(
 )
 
 
+BASE_VALUE = {"completion_tokens": 300, "max_tokens": 512, "temperature": 0.7}
+
+
 def event(**fields) -> RequestFeatures:
     return dataclasses.replace(BASE, **fields)
 
@@ -37,7 +40,7 @@ def random_event(rng: random.Random, ts: float) -> RequestFeatures:
     return event(
         ts=ts,
         prompt_tokens=rng.randint(1, 4000),
-        completion_tokens=rng.randint(0, 4000),
+        completion_tokens=-1 if rng.random() < 0.2 else rng.randint(0, 4000),  # -1: no usage
         message_count=rng.randint(1, 6),
         system_hash=rng.choice(["", "", "sys_a", "sys_b"]),
         user_hash=f"u{rng.randint(0, 400)}",
@@ -98,13 +101,17 @@ FROM_SCRATCH = {
     "reasoning_share": lambda last: sum(e.reasoning_marker for e in last) / len(last),
     "logprobs_share": lambda last: sum(e.logprobs for e in last) / len(last),
     "completion_to_prompt_ratio": lambda last: (
-        sum(e.completion_tokens for e in last) / sum(e.prompt_tokens for e in last)
+        sum(e.completion_tokens for e in last if e.completion_tokens >= 0)
+        / sum(e.prompt_tokens for e in last if e.completion_tokens >= 0)
     ),
+    "completion_tokens_log_mean": lambda last: statistics.fmean(
+        math.log1p(e.completion_tokens) for e in last if e.completion_tokens >= 0),
+    "max_tokens_log_mean": lambda last: statistics.fmean(math.log1p(e.max_tokens) for e in last if e.max_tokens > 0),
     "interarrival_cv": _interarrival_cv,
     "single_turn_share": lambda last: sum(
         e.message_count == 1 or (e.message_count == 2 and e.system_hash != "") for e in last
     ) / len(last),
-    "greedy_share": lambda last: sum(e.temperature == 0.0 for e in last) / len(last),
+    "greedy_share": lambda last: sum(e.temperature == 0.0 for e in last) / sum(e.temperature >= 0 for e in last),
     "template_diversity": lambda last: len({e.template_head for e in last}) / len(last),
     "sampling_spread": lambda last: len({(e.model, e.temperature, e.top_p, e.max_tokens) for e in last}) / len(last),
     "ip_prefixes": lambda last: len({e.ip_prefix for e in last}),
@@ -127,7 +134,32 @@ def thousand_events() -> list[RequestFeatures]:
 def test_incremental_feature_equals_a_recount_over_the_last_200_requests(name, thousand_events):
     window = window_over(thousand_events)
     expected = FROM_SCRATCH[name](thousand_events[-WINDOW_SIZE:])
-    assert window.feature_map()[name] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert window.feature_map()[name] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(("field", "absent", "features"), [
+    ("completion_tokens", -1, ("completion_tokens_log_mean", "completion_to_prompt_ratio")),
+    ("max_tokens", 0, ("max_tokens_log_mean",)),
+    ("temperature", -1.0, ("greedy_share",)),
+])
+def test_a_feature_too_few_requests_carried_is_unknown_not_zero(field, absent, features):
+    window = KeyWindow()
+    for i in range(50):
+        window.update(event(ts=START + i, user_hash=f"u{i}", **{field: absent if i >= MIN_KNOWN - 1 else BASE_VALUE[field]}))
+    values = window.feature_map()
+    assert all(math.isnan(values[name]) for name in features)
+    assert not math.isnan(values["unique_prompt_share"])
+
+
+@pytest.mark.parametrize("field", ["completion_tokens", "max_tokens", "temperature"])
+def test_a_feature_is_read_over_the_requests_that_carried_its_field(field):
+    absent = {"completion_tokens": -1, "max_tokens": 0, "temperature": -1.0}[field]
+    mixed, full = KeyWindow(), KeyWindow()
+    for i in range(60):
+        full.update(event(ts=START + i, user_hash=f"u{i}"))
+        mixed.update(event(ts=START + i, user_hash=f"u{i}", **({field: absent} if i % 3 else {})))
+    for name in ("completion_tokens_log_mean", "completion_to_prompt_ratio", "max_tokens_log_mean", "greedy_share"):
+        assert mixed.feature_map()[name] == pytest.approx(full.feature_map()[name])
 
 
 def test_interarrival_cv_stays_accurate_after_a_long_idle_gap_leaves_the_window():

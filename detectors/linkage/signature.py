@@ -171,7 +171,7 @@ class KeySignature:
         counts[6] += bool(event.system_hash)
         counts[7] += event.n > 1
         counts[8] = min(counts[8] + event.prompt_tokens, MAX_COUNT)
-        counts[9] = min(counts[9] + event.completion_tokens, MAX_COUNT)
+        counts[9] = min(counts[9] + max(event.completion_tokens, 0), MAX_COUNT)  # -1: unknown
 
     def _halve(self) -> None:
         """Older traffic counts half: the signature follows what the key does now."""

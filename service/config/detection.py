@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from detectors.evidence import EvidenceConfig
 from detectors.ladder import LadderConfig
 from detectors.linkage import LinkageConfig
 from detectors.rules import DEFAULT_RULES, RuleError, parse_rules
@@ -20,14 +21,37 @@ class LadderSettings(StrictModel):
 
     throttle_after: int = Field(default=LADDER.throttle_after, ge=0)
     block_after: int = Field(default=LADDER.block_after, ge=0)
+    # Stepping down takes all three: clean evaluations, clean requests, clean time.
     release_after: int = Field(default=LADDER.release_after, ge=1)
+    release_after_requests: int = Field(default=LADDER.release_after_requests, ge=0)
+    release_after_seconds: float = Field(default=LADDER.release_after_seconds, ge=0)
     clear_below: float = Field(default=LADDER.clear_below, ge=0, le=1)
     action_ttl: float = LADDER.action_ttl_seconds
     throttle_tier: str = LADDER.throttle_tier
     shadow: bool = LADDER.shadow
+    # A flagged key stays flagged (on the review queue) until a reviewer acts on it.
+    sticky: bool = LADDER.sticky
+    # A harvest seen over N requests takes at least N clean requests to relax a step.
+    release_scales_with_harvest: bool = LADDER.release_scales_with_harvest
     allowlist: list[str] = Field(default_factory=list)
 
     _parse_ttl = field_validator("action_ttl", mode="before")(lambda cls, v: parse_duration(v))
+    _parse_clean_time = field_validator("release_after_seconds", mode="before")(
+        lambda cls, v: 0.0 if v in (0, "0") else parse_duration(v)
+    )
+
+
+_EVIDENCE = EvidenceConfig()
+
+
+class EvidenceSettings(StrictModel):
+    """The graded evidence score (detectors/evidence.py): a flag needs harvested output,
+    evidence from `min_groups` groups and `min_total` in all, after `min_requests`."""
+
+    enabled: bool = True
+    min_requests: int = Field(default=_EVIDENCE.min_requests, ge=1)
+    min_total: float = Field(default=_EVIDENCE.min_total, gt=0, le=4)
+    min_groups: int = Field(default=_EVIDENCE.min_groups, ge=1, le=4)
 
 
 class LinkageSettings(StrictModel):
@@ -84,6 +108,7 @@ class DetectionConfig(StrictModel):
     model_path: str | None = None
     iforest_min_requests: int = Field(default=20, ge=1)
     rules: dict[str, dict] = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     ladder: LadderSettings = Field(default_factory=LadderSettings)
     flags_kept: int = Field(default=100_000, ge=100)
     # With Redis, `distillguard scorer` processes consume the streams; this also runs one

@@ -1,9 +1,11 @@
 """The flags the scorer keeps for review: one JSON record per key, and an index of flagged
 keys by when each was first flagged (newest first in the admin API).
 
-A record is rewritten on every change of the key's action, so it always shows the current
-action with the first flag's time and request count; a key whose ladder falls back to
-`none` keeps its record with status `cleared`. The index is bounded by `flags_kept`.
+A record is rewritten on every change of the key's action or activity, so it always shows
+the current action with the first flag's time and request count. The ladder keeps a
+flagged key at `flag` until a reviewer acts (`activity` says "harvest seen, now quiet" once
+its evidence fades); only with `ladder.sticky: false` can it fall back to `none`, and the
+record then stays with status `cleared`. The index is bounded by `flags_kept`.
 """
 
 from __future__ import annotations

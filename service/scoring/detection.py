@@ -14,6 +14,7 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
+from detectors.evidence import EvidenceConfig, EvidenceDetector
 from detectors.features import RequestFeatures
 from detectors.iforest import ForestDetector, ForestModel
 from detectors.ladder import LadderConfig
@@ -36,8 +37,10 @@ def ladder_config(detection: DetectionConfig) -> LadderConfig:
     ladder = detection.ladder
     return LadderConfig(
         throttle_after=ladder.throttle_after, block_after=ladder.block_after, release_after=ladder.release_after,
+        release_after_requests=ladder.release_after_requests, release_after_seconds=ladder.release_after_seconds,
         clear_below=ladder.clear_below, action_ttl_seconds=ladder.action_ttl, throttle_tier=ladder.throttle_tier,
-        shadow=ladder.shadow, allowlist=frozenset(ladder.allowlist),
+        shadow=ladder.shadow, sticky=ladder.sticky,
+        release_scales_with_harvest=ladder.release_scales_with_harvest, allowlist=frozenset(ladder.allowlist),
     )
 
 
@@ -67,7 +70,17 @@ def _forest(model: ForestModel, path: str | Path, detection: DetectionConfig) ->
 def build_pipeline(settings: Settings) -> Pipeline:
     """Rules, forest and ladder from the settings: one construction for live and offline."""
     detection = settings.detection
-    return Pipeline(RulesDetector(parse_rules(detection.rules)), load_forest(detection), ladder_config(detection))
+    return Pipeline(RulesDetector(parse_rules(detection.rules)), load_forest(detection), ladder_config(detection),
+                    evidence_detector(detection))
+
+
+def evidence_detector(detection: DetectionConfig) -> EvidenceDetector | None:
+    """The graded evidence score from its settings; None when disabled."""
+    evidence = detection.evidence
+    if not evidence.enabled:
+        return None
+    return EvidenceDetector(EvidenceConfig(min_requests=evidence.min_requests, min_total=evidence.min_total,
+                                           min_groups=evidence.min_groups))
 
 
 def event_id_key(event_id: str | bytes) -> tuple[int, int]:

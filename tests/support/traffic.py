@@ -47,7 +47,7 @@ def harvest_request(i: int) -> dict:
     subject = SUBJECTS[i % len(SUBJECTS)]
     task = TASKS[(i + i // len(SUBJECTS)) % len(TASKS)]
     return {"model": "sim", "messages": [{"role": "user", "content": task.format(s=subject)}],
-            "logprobs": True, "top_logprobs": 10, "max_tokens": 1}
+            "logprobs": True, "top_logprobs": 10, "max_tokens": 256}
 
 
 def chat_request(i: int) -> dict:

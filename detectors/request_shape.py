@@ -1,0 +1,121 @@
+"""What a request's shape says beyond its parameters: its newest user turn cut into line
+segments (so a window can tell a key's recurring template from the new text it sends),
+tool results fed back, the tool set offered, the assistant turn it resends, and whether it
+asks for a judgement or for an instruction to be rewritten. Hashes and counts only.
+
+Kept apart from features.py so each stays small; `request_features` calls it once.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Mapping
+
+MAX_SEGMENTS = 8
+MIN_SEGMENT_CHARS = 12  # shorter lines ("Answer:", blank) carry no template of their own
+TOOL_ROLES = frozenset({"tool", "function"})
+TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "computer_call_output"})
+
+
+def segments(text: str) -> str:
+    """`hash:chars` of up to 8 of the longest lines of the text (CRC-32 of the lowercased,
+    whitespace-collapsed line), comma-joined: a line that recurs across a key's requests is
+    its template, the rest is what each request brings."""
+    if not text:
+        return ""
+    lines = [line for line in text.split("\n") if len(line) >= MIN_SEGMENT_CHARS]
+    if len(lines) > MAX_SEGMENTS:
+        lines = sorted(lines, key=len, reverse=True)[:MAX_SEGMENTS]
+    return ",".join(f"{zlib.crc32(' '.join(line.lower().split()).encode('utf-8', 'surrogatepass')):x}:{len(line)}"
+                    for line in lines)
+
+
+def parse_segments(packed: str) -> tuple[tuple[int, int], ...]:
+    """`segments` back as (hash, chars) pairs; an unreadable part is skipped."""
+    pairs = []
+    for part in packed.split(",") if packed else ():
+        digest, _, chars = part.partition(":")
+        try:
+            pairs.append((int(digest, 16), int(chars)))
+        except ValueError:
+            continue
+    return tuple(pairs)
+
+
+def tool_results(items: object) -> int:
+    """How many tool or function results the request feeds back to the model (chat `tool`
+    messages, responses `function_call_output` items): an agent loop's later steps."""
+    if not isinstance(items, list):
+        return 0
+    count = 0
+    for item in items:
+        if isinstance(item, Mapping) and (item.get("role") in TOOL_ROLES or item.get("type") in TOOL_OUTPUT_TYPES):
+            count += 1
+    return count
+
+
+def toolset_hash(body: Mapping) -> str:
+    """8 hex of the sorted names of the tools offered; "" when none: a key whose tasks come
+    with ever-new tool sets is collecting tool use, an agent product offers its own few."""
+    tools = body.get("tools") or body.get("functions")
+    if not isinstance(tools, list) or not tools:
+        return ""
+    names = []
+    for tool in tools[:64]:
+        if not isinstance(tool, Mapping):
+            continue
+        spec = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+        name = spec.get("name")
+        names.append(name[:64] if isinstance(name, str) else "?")
+    return format(zlib.crc32("\n".join(sorted(names)).encode("utf-8", "surrogatepass")), "08x")
+
+
+def last_assistant_text(messages: object) -> str:
+    """The newest assistant turn a request resends as history ("" when none)."""
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "assistant":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping)
+                                 and isinstance(p.get("text"), str))
+            return ""
+    return ""
+
+
+# A judgement asked of the model: a rubric or a scale, or a comparison of candidates.
+_JUDGE_ANCHORS = ("rate", "score", "grade", "judge", "evaluat", "better", "rubric", "assistant a", "response a")
+_JUDGE = re.compile(
+    r"(?:\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b"
+    r"|\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+"
+    r"|\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b"
+    r"|\[\[a\]\]|\bresponse a\b[\s\S]{0,4000}\bresponse b\b|\bassistant a\b[\s\S]{0,4000}\bassistant b\b"
+    r"|\brubric\b|\bact as an? (?:impartial )?judge\b|\bplease act as an impartial judge\b)"
+)
+# An instruction to be rewritten into a new one: Evol-Instruct's deepening / widening steps.
+_REWRITE_ANCHORS = ("prompt", "instruction", "question")
+_REWRITE = re.compile(
+    r"(?:\b(?:rewrite|rephrase|evolve|transform|complicate|make)\b[^.\n]{0,60}\b(?:prompt|instruction|question)\b"
+    r"[^.\n]{0,80}\b(?:more|harder|complex|difficult|rare|different|new)\b"
+    r"|#\s*(?:the )?(?:given|created|rewritten|new) (?:prompt|instruction)\s*#|\b(?:given|rewritten|created) (?:prompt|instruction):"
+    r"|\bcreate a (?:brand )?new (?:prompt|instruction|question)\b)"
+)
+
+
+def asks_for_judgement(lowered: str) -> bool:
+    """True when lowercased prompt text asks the model to grade or compare answers."""
+    if not any(anchor in lowered for anchor in _JUDGE_ANCHORS):
+        return False
+    return _JUDGE.search(lowered, 0, 20_000) is not None
+
+
+def asks_for_rewrite(lowered: str) -> bool:
+    """True when lowercased prompt text asks for an instruction to be rewritten into a new,
+    harder or different one (instruction evolution), not for a task to be done."""
+    if not any(anchor in lowered for anchor in _REWRITE_ANCHORS):
+        return False
+    return _REWRITE.search(lowered, 0, 20_000) is not None
