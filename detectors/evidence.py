@@ -98,6 +98,9 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("volume", "requests_last_hour", 60, 600, AUTOMATION, weight=0.8,
               describe="requests in the last hour"),
 )
+# Harvested output read from the prompts and answers themselves, not from a request flag.
+CONTENT_INDICATORS = frozenset({"long_answers", "invented_tasks", "rewritten_instructions", "model_written_turns",
+                                "varied_tool_sets"})
 # Evaluations: public benchmark questions, or temperature 0 on nearly every request, weaken
 # the long-answer evidence (the greedy rule in rules.py catches harvests far past any eval).
 PUBLIC_EVAL = FEATURE_NAMES.index("public_eval_share")
@@ -115,6 +118,9 @@ class EvidenceConfig:
     min_total: float = 2.6
     min_groups: int = 3
     group_present: float = 0.5
+    # A content indicator this strong makes the harvest substantial before scale does; below
+    # the group's 0.5 so that the no-usage stand-in (at most 0.7 of max_tokens asked) can reach it.
+    content_present: float = 0.42
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +220,22 @@ class EvidenceDetector:
         # automated the key is, so the ladder can step down.
         score = min(total / self.config.min_total, 1.0) * min(groups[HARVEST] / self.config.group_present, 1.0)
         flagged = (requests_seen >= self.config.min_requests and groups[HARVEST] >= self.config.group_present
-                   and len(present) >= self.config.min_groups and total >= self.config.min_total)
+                   and len(present) >= self.config.min_groups and total >= self.config.min_total
+                   and self._substantial(contributions, groups))
         if not flagged:
             return Verdict(self.name, score, False)
         return Verdict(self.name, score, True, (self._reason(contributions, groups, total),))
+
+    def _substantial(self, contributions: list[Contribution], groups: dict[str, float]) -> bool:
+        """What the prompts and answers are, not only what the request asks for: a harvest
+        read from content (long answers to short new text, invented or rewritten tasks,
+        model-written turns, ever-new tool sets), or one kept up at scale. A request flag
+        (logprobs, n > 1, a reasoning ask, a grading ask) on a fixed job over varying
+        documents is honest automation until the key has sent hundreds of distinct tasks."""
+        if groups[SCALE] >= self.config.group_present:
+            return True
+        return any(c.indicator.name in CONTENT_INDICATORS and c.strength >= self.config.content_present
+                   for c in contributions)
 
     def _reason(self, contributions: list[Contribution], groups: dict[str, float], total: float) -> Reason:
         harvest = max((c for c in contributions if c.indicator.group == HARVEST), key=lambda c: c.strength)

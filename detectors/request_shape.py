@@ -87,15 +87,19 @@ def last_assistant_text(messages: object) -> str:
     return ""
 
 
-# A judgement asked of the model: a rubric or a scale, or a comparison of candidates.
-_JUDGE_ANCHORS = ("rate", "score", "grade", "judge", "evaluat", "better", "rubric", "assistant a", "response a")
-_JUDGE = re.compile(
-    r"(?:\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b"
-    r"|\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+"
-    r"|\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b"
-    r"|\[\[a\]\]|\bresponse a\b[\s\S]{0,4000}\bresponse b\b|\bassistant a\b[\s\S]{0,4000}\bassistant b\b"
-    r"|\brubric\b|\bact as an? (?:impartial )?judge\b|\bplease act as an impartial judge\b)"
+# A judgement asked of the model: a rubric or a scale, or a comparison of candidates. Each
+# pattern runs only when its anchor word is in the text: one alternation over the whole
+# prompt cost milliseconds on long prompts.
+_JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
+    (("rate", "score", "grade"),
+     re.compile(r"\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b")),
+    (("scale",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
+    (("better",), re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
+    (("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
+    (("judge",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
 )
+_PAIRS = (("response a", "response b"), ("assistant a", "assistant b"))
+PAIR_SPAN = 4000
 # An instruction to be rewritten into a new one: Evol-Instruct's deepening / widening steps.
 _REWRITE_ANCHORS = ("prompt", "instruction", "question")
 _REWRITE = re.compile(
@@ -108,9 +112,15 @@ _REWRITE = re.compile(
 
 def asks_for_judgement(lowered: str) -> bool:
     """True when lowercased prompt text asks the model to grade or compare answers."""
-    if not any(anchor in lowered for anchor in _JUDGE_ANCHORS):
-        return False
-    return _JUDGE.search(lowered, 0, 20_000) is not None
+    text = lowered[:20_000]
+    for anchors, pattern in _JUDGE_PATTERNS:
+        if any(anchor in text for anchor in anchors) and pattern.search(text):
+            return True
+    for first, second in _PAIRS:
+        at = text.find(first)
+        if at >= 0 and 0 <= text.find(second, at + len(first)) - at <= PAIR_SPAN:
+            return True
+    return False
 
 
 def asks_for_rewrite(lowered: str) -> bool:
