@@ -77,8 +77,8 @@ def test_distillation_runs_are_sized_to_be_judged(manifest):
 
 
 # Honest runs the stock detectors flag today (lab/RESULTS.md): the goal is none. This set may
-# only shrink; the detection work of issue 13 is to empty it.
-KNOWN_FALSE_POSITIVES = {"logprob-classifier/system-t0", "logprob-classifier/system-t1-serial", "inspect/cot-4096"}
+# only shrink; the detection work of issue 13 emptied it of the logprob classifier.
+KNOWN_FALSE_POSITIVES = {"inspect/cot-4096"}
 
 
 def test_no_honest_run_is_flagged_beyond_the_known_false_positives(results):

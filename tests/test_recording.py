@@ -25,6 +25,7 @@ from detectors.features import request_features
 from service.config import ConfigError, RecordingConfig, load_settings
 from service.offline.scoring import record_features, score_records, train_forest
 from service.proxy import Exchange
+from service.recording.lines import Finished, HeaderNames, encode_line, traffic_record
 from service.recording.recorder import Recorder
 from service.scoring.detection import build_pipeline
 from service.usage import Usage
@@ -36,6 +37,9 @@ from traffic.format import TEXT_FEATURES, TrafficFormatError, read_traffic
 FILE_NAME = re.compile(r"^traffic-\d{8}T\d{6}-(\d+)-(\d+)\.jsonl(\.gz)?$")
 PROMPT = "Describe the zebra-striped lighthouse of Quillport"
 RAW_KEY = "sk-live-SECRETKEY-0123456789"
+# The text features every features-mode file has carried since the first.
+EIGHT_FEATURES = ("prompt_chars", "prompt_tokens", "message_count", "system_hash", "user_hash", "template_fp",
+                  "template_head", "reasoning_marker")
 
 
 def recording_config(upstream, directory: Path, **recording) -> dict:
@@ -175,6 +179,60 @@ def test_score_and_train_read_a_features_recording_as_they_read_a_full_one(gatew
     trained = [train_forest(read_traffic(path), TEST_SECRET.encode(), target_fpr=0.01, seed=0, source=path.name)
                for path in (features_file, full_file)]
     assert trained[0].card["training_rows"] == trained[1].card["training_rows"] > 0
+
+
+AGENT_TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+               for name in ("calculator", "search_docs")]
+SHAPED_REQUESTS = [
+    {  # an agent's second step: tools offered, the assistant's call and the tool's result resent
+        "model": "sim", "max_tokens": 256, "tools": AGENT_TOOLS, "messages": [
+            {"role": "system", "content": "You are a helpful assistant with tools."},
+            {"role": "user", "content": "What is 17 times 23, and where does the gateway keep its keys?"},
+            {"role": "assistant", "content": "Let me compute that first.", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "391"},
+        ]},
+    {  # a grading prompt
+        "model": "sim", "temperature": 0, "messages": [
+            {"role": "system", "content": "You are an impartial judge. Rate the response on a scale of 1 to 10."},
+            {"role": "user", "content": "Question: Name three rivers of Europe.\nResponse: The Danube, the Rhine "
+                                        "and the Loire.\nGive your rating as a single number."},
+        ]},
+    {  # a rewrite prompt, multi-turn: the earlier exchange is resent as history
+        "model": "sim", "max_tokens": 1024, "messages": [
+            {"role": "user", "content": "Rewrite the following instruction to make it more complex:\n"
+                                        "List three fruits that are red in colour."},
+            {"role": "assistant", "content": "List three fruits that are red, and for each name a dish it is in."},
+            {"role": "user", "content": "Rewrite the following instruction to make it more complex:\n"
+                                        "Explain photosynthesis to a child in simple words."},
+        ]},
+]
+
+
+def test_a_features_line_gives_the_request_features_of_its_full_line(tmp_path):
+    """Tools and a tool result, a grading prompt, a rewrite prompt, multi-turn: every text
+    feature detection reads survives `bodies: features`, so offline scoring sees no difference."""
+    headers = [(b"user-agent", b"OpenAI/Python 1.54.4"), (b"authorization", b"Bearer sk-x")]
+    lines = {bodies: tmp_path / f"{bodies}.jsonl" for bodies in ("full", "features")}
+    for bodies, path in lines.items():
+        with path.open("wb") as handle:
+            for seq, body in enumerate(SHAPED_REQUESTS):
+                finished = Finished(ts=1_700_000_000.0 + seq, seq=seq, key_id=key_id("sk-rec-shape"), ip="127.0.0.1",
+                                    method="POST", path="/v1/chat/completions", headers=headers, request=body,
+                                    strip_usage=False, status=200, latency_ms=12.5, usage=(40 + seq, 9), size=0)
+                handle.write(encode_line(traffic_record(finished, bodies, HeaderNames.of(["user-agent"]))))
+    salt = TEST_SECRET.encode()
+    full = [record_features(record, salt) for record in read_traffic(lines["full"])]
+    stripped = list(read_traffic(lines["features"]))
+    assert all("messages" not in record.body for record in stripped)
+    assert [record_features(record, salt) for record in stripped] == full
+    agent, judge, rewrite = full
+    assert (agent.tool_results, agent.toolset != "", agent.assistant_hash != "") == (1, True, True)
+    assert judge.judgement_marker and not judge.rewrite_marker and judge.segments.count(",") == 2
+    assert rewrite.rewrite_marker and rewrite.previous_user_hash and rewrite.assistant_hash
+    # The same line as an older recording wrote it (no shape features) reads, and loses them.
+    older = replace(stripped[0], features={k: v for k, v in stripped[0].features.items() if k in EIGHT_FEATURES})
+    assert record_features(older, salt).tool_results == 0 != agent.tool_results
 
 
 def test_lines_stay_in_ts_order_when_a_slow_stream_finishes_after_later_requests(gateway_factory, upstream, tmp_path):

@@ -252,3 +252,24 @@ def test_text_features_added_later_may_be_missing_from_older_files_but_are_check
     write_lines(path, [line_with(features={k: v for k, v in EIGHT_FEATURES.items() if k != "user_hash"})])
     with pytest.raises(TrafficFormatError, match="missing 'user_hash'"):
         list(read_traffic(path, key_id_of))
+
+
+SHAPE_FEATURES = {"user_chars": 97, "segments": "33e04d96:47,2c1a6b:49", "tool_results": 1, "toolset": "5c3132af",
+                  "assistant_hash": "377ba3e2f504e4e8", "judgement_marker": True, "rewrite_marker": False}
+
+
+@pytest.mark.parametrize(("name", "bad"), [
+    ("user_chars", -1), ("tool_results", True), ("toolset", "5c3132af0"), ("toolset", "5C3132AF"),
+    ("assistant_hash", "377ba3e2"), ("judgement_marker", 1), ("segments", "33e04d96"),
+    ("segments", "xyz:4"), ("segments", ",".join(["a:1"] * 9)), ("segments", 7),
+])
+def test_the_request_shape_features_read_back_and_a_wrong_kind_names_the_feature(tmp_path, name, bad):
+    path = tmp_path / "traffic.jsonl"
+    write_lines(path, [line_with(features={**EIGHT_FEATURES, **SHAPE_FEATURES}),
+                       line_with(features={**EIGHT_FEATURES, "segments": "", "toolset": ""})])
+    full, empty = read_traffic(path, key_id_of)
+    assert full.features == {**EIGHT_FEATURES, **SHAPE_FEATURES}
+    assert empty.features["segments"] == "" and "user_chars" not in empty.features
+    write_lines(path, [line_with(features={**EIGHT_FEATURES, **SHAPE_FEATURES, name: bad})])
+    with pytest.raises(TrafficFormatError, match=name):
+        list(read_traffic(path, key_id_of))

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,15 +36,25 @@ USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 TEXT_FEATURES = {
     "prompt_chars": "count", "prompt_tokens": "count", "message_count": "count", "system_hash": "hash",
     "user_hash": "hash", "template_fp": "u64", "template_head": "u32", "reasoning_marker": "bool",
-    "task_generation_marker": "bool", "previous_user_hash": "hash",
+    "task_generation_marker": "bool", "previous_user_hash": "hash", "user_chars": "count",
+    "segments": "segments", "tool_results": "count", "toolset": "hash8", "assistant_hash": "hash",
+    "judgement_marker": "bool", "rewrite_marker": "bool",
 }
-# Added after the first eight: a file without them still reads (as False and "").
-OPTIONAL_TEXT_FEATURES = frozenset({"task_generation_marker", "previous_user_hash"})
+# Added after the first eight: a file without them still reads (as 0, False and "", the
+# values RequestFeatures defaults to).
+OPTIONAL_TEXT_FEATURES = frozenset({
+    "task_generation_marker", "previous_user_hash", "user_chars", "segments", "tool_results", "toolset",
+    "assistant_hash", "judgement_marker", "rewrite_marker",
+})
 _FEATURE_LIMITS = {"count": 2**31, "u64": 2**64, "u32": 2**32}
 _FEATURE_KINDS = {
     "count": "an integer 0 to 2**31-1", "u64": "an integer 0 to 2**64-1", "u32": "an integer 0 to 2**32-1",
-    "hash": "16 lowercase hex characters or \"\"", "bool": "true or false",
+    "hash": "16 lowercase hex characters or \"\"", "hash8": "8 lowercase hex characters or \"\"",
+    "bool": "true or false",
+    "segments": "up to 8 comma-separated \"hex:chars\" pairs or \"\"",
 }
+# `segments` (detectors/request_shape.py): CRC-32 in hex (no padding) and a line length.
+_SEGMENTS = re.compile(r"(?:[0-9a-f]{1,8}:[0-9]{1,10})(?:,[0-9a-f]{1,8}:[0-9]{1,10}){0,7}")
 TS_TOLERANCE_S = 1.0
 GZIP_MAGIC = b"\x1f\x8b"
 _HEX = frozenset("0123456789abcdef")
@@ -334,6 +345,10 @@ def _features(value: object) -> dict:
             good = type(item) is bool
         elif kind == "hash":
             good = type(item) is str and (item == "" or _is_key_id(item))
+        elif kind == "hash8":
+            good = type(item) is str and (item == "" or (len(item) == 8 and _HEX.issuperset(item)))
+        elif kind == "segments":
+            good = type(item) is str and (item == "" or _SEGMENTS.fullmatch(item) is not None)
         else:
             good = type(item) is int and 0 <= item < _FEATURE_LIMITS[kind]
         if not good:
