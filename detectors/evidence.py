@@ -121,6 +121,8 @@ class EvidenceConfig:
     # A content indicator this strong makes the harvest substantial before scale does; below
     # the group's 0.5 so that the no-usage stand-in (at most 0.7 of max_tokens asked) can reach it.
     content_present: float = 0.42
+    # Scale this strong (about 1,200 distinct tasks) makes a request-flag harvest substantial.
+    scale_alone: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +231,11 @@ class EvidenceDetector:
     def _substantial(self, contributions: list[Contribution], groups: dict[str, float]) -> bool:
         """What the prompts and answers are, not only what the request asks for: a harvest
         read from content (long answers to short new text, invented or rewritten tasks,
-        model-written turns, ever-new tool sets), or one kept up at scale. A request flag
-        (logprobs, n > 1, a reasoning ask, a grading ask) on a fixed job over varying
-        documents is honest automation until the key has sent hundreds of distinct tasks."""
-        if groups[SCALE] >= self.config.group_present:
+        model-written turns, ever-new tool sets). A request flag (logprobs, n > 1, a
+        reasoning or grading ask) on a fixed job over varying documents is honest automation,
+        until the key has sent well over a thousand distinct tasks (simulated document
+        pipelines and prompt optimisers with logprobs or n > 1 reached 500 within hours)."""
+        if groups[SCALE] >= self.config.scale_alone:
             return True
         return any(c.indicator.name in CONTENT_INDICATORS and c.strength >= self.config.content_present
                    for c in contributions)
