@@ -30,11 +30,17 @@ from service.offline.evaluation import (
 )
 from service.offline.linkage import linkage_run
 from service.offline.report_html import render
-from service.offline.scoring import score_records, train_forest
+from service.offline.scoring import fit_detectors, score_records
 from traffic.scenarios import attack_mix
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--benign", "60", "--attacks-per-scenario", "2", "--hours", "4", "--seed", "3"]
+# The harvesting families of the public record run jobs of thousands of requests; a few
+# hundred are enough here and keep the run short.
+SHORT_JOBS = tuple(f"{name}.job_requests=100,300" for name in (
+    "evol_instruct", "synthetic_dialogues", "reward_grading", "reasoning_trace_distillation",
+    "sequence_logprob_harvester", "code_harvest", "agent_trajectory_harvester"))
+SMALL = ["--benign", "60", "--attacks-per-scenario", "2", "--hours", "4", "--seed", "3",
+         *(part for item in SHORT_JOBS for part in ("--param", item))]
 HOSTILE = "<script>alert('x')</script>"
 
 
@@ -199,12 +205,12 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch, with_linkage):
     highest score must be as without it. Small batches let keys settle early in this short
     run (decisions never depend on them)."""
     monkeypatch.setattr("service.offline.scoring.BATCH", 16)
-    plan = Plan(benign=60, attacks_per_scenario=1, hours=4, seed=3, param_items=tuple(
+    plan = Plan(benign=60, attacks_per_scenario=1, hours=4, seed=3, param_items=SHORT_JOBS + tuple(
         f"{name}.rate_per_s=0.1,0.15" for name in ("burst_harvester", "logprob_harvester", "topic_sweep",
                                                     "reasoning_harvester", "paraphrase_harvester")))
     settings = load_settings(None)
-    model = train_forest(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
-                         EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
+    model = fit_detectors(simulate(plan, honest_part(population(plan)), lambda key_id, _: in_training(key_id, plan)),
+                          EVALUATION_SECRET, target_fpr=0.01, seed=5, source="test")
 
     def linkage():
         return linkage_run(settings) if with_linkage else None
@@ -228,7 +234,8 @@ def test_skipping_settled_keys_changes_no_outcome(monkeypatch, with_linkage):
 def test_the_report_names_the_command_that_repeats_the_run(run):
     stdout, page, result = run
     command = command_line(result["plan"])
-    assert command == "distillguard evaluate --benign 60 --attacks-per-scenario 2 --hours 4 --seed 3 --train-share 0.5"
+    assert command == ("distillguard evaluate --benign 60 --attacks-per-scenario 2 --hours 4 --seed 3 --train-share 0.5 "
+                       + " ".join(f"--param {item}" for item in SHORT_JOBS))
     assert command in stdout and command in page
 
 

@@ -22,6 +22,7 @@ from traffic import prompts, traces, vocabulary
 from traffic.__main__ import main as python_m_traffic
 from traffic.attacks import ALPACA_BATCH
 from traffic.format import TrafficWriter, read_traffic
+from traffic.records import message_chars
 from traffic.scenarios import BENIGN_MIX, SCENARIOS, attack_mix, benign_mix, generate
 from traffic.timing import renewal_arrivals
 
@@ -29,6 +30,8 @@ DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in
                           ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
 GROUPED = {name for name, scenario in SCENARIOS.items() if scenario.group is not None}
 START = 1732492800.0
+PUBLIC_RECORD_FAMILIES = ("evol_instruct", "synthetic_dialogues", "reward_grading", "reasoning_trace_distillation",
+                          "sequence_logprob_harvester", "code_harvest", "agent_trajectory_harvester")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
 
 
@@ -139,7 +142,7 @@ def test_addresses_come_only_from_documentation_ranges(name):
 def test_usage_counts_prompt_characters_and_caps_completions(name):
     for record in sample(name, limit=200):
         body, usage = record["body"], record["usage"]
-        chars = sum(len(m["content"]) for m in body["messages"])
+        chars = sum(message_chars(m) for m in body["messages"])
         assert chars / 4 <= usage["prompt_tokens"] <= chars / 4 + 1 + 3 * len(body["messages"])
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
         if cap:
@@ -438,7 +441,8 @@ def test_the_benign_mix_adds_up_and_keeps_its_proportions():
 def test_simulate_writes_the_benign_mix_and_every_attack_byte_for_byte_again(tmp_path):
     path = tmp_path / "sim.jsonl.gz"
     arguments = ["--out", str(path), "--benign", "60", "--attacks", "1", "--hours", "1", "--seed", "9",
-                 "--param", "burst_harvester.rate_per_s=0.2,0.3", "--param", "logprob_harvester.rate_per_s=[0.2, 0.3]"]
+                 "--param", "burst_harvester.rate_per_s=0.2,0.3", "--param", "logprob_harvester.rate_per_s=[0.2, 0.3]",
+                 *(part for name in PUBLIC_RECORD_FAMILIES for part in ("--param", f"{name}.job_requests=50,100"))]
     distillguard(["simulate", *arguments])
     first = path.read_bytes()
     assert python_m_traffic(["simulate", *arguments]) == 0
@@ -463,3 +467,35 @@ def test_simulate_adds_named_scenarios_and_refuses_bad_ones(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             distillguard(["simulate", "--out", str(out), *bad])
         assert message in str(exit_info.value)
+
+
+# --- families of the public record and the honest automation that resembles them -------------
+
+
+def test_synthetic_dialogues_feed_one_conversations_answer_to_the_other_as_its_user_turn():
+    records = sample("synthetic_dialogues", keys=6, hours=6, limit=600)
+    user_turns = {m["content"] for r in records for m in r["body"]["messages"] if m["role"] == "user"}
+    model_turns = {m["content"] for r in records for m in r["body"]["messages"] if m["role"] == "assistant"}
+    assert len(user_turns & model_turns) >= 20, "the model's own answers come back as the user's turns"
+
+
+def test_agent_trajectories_offer_tools_and_send_their_results_back_with_a_new_tool_set_per_task():
+    records = sample("agent_trajectory_harvester", keys=2, hours=6, limit=400)
+    assert all(r["body"]["tools"] for r in records)
+    assert any(m["role"] == "tool" for r in records for m in r["body"]["messages"])
+    tool_sets = {tuple(t["function"]["name"] for t in r["body"]["tools"]) for r in records}
+    assert len(tool_sets) >= 10
+    product = sample("agent_product", keys=1, hours=24, limit=300)
+    assert len({tuple(t["function"]["name"] for t in r["body"]["tools"]) for r in product}) == 1
+
+
+def test_evol_instruct_rewrites_instructions_before_answering_them():
+    texts = [last_user_text(r) for r in sample("evol_instruct", keys=4, hours=6, limit=800)]
+    rewrites = [t for t in texts if "#The Given Prompt#" in t or "#Given Prompt#" in t or "#给定提示#" in t
+                or "#Instrucción dada#" in t]
+    assert rewrites and len(rewrites) < len(texts), "rewrite requests and answering requests both occur"
+
+
+def test_reward_grading_rates_several_answers_to_one_instruction_against_a_rubric():
+    texts = [last_user_text(r) for r in sample("reward_grading", keys=6, hours=6, limit=600)]
+    assert any("<text 4>" in t for t in texts) or any("[[A]]" in t for t in texts)

@@ -27,7 +27,7 @@ LABELS = frozenset({"benign", "attack"})
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 FIELDS = frozenset({
     "ts", "key", "key_id", "ip", "method", "path", "headers", "body", "label", "scenario",
-    "status", "latency_ms", "usage", "features",
+    "status", "latency_ms", "usage", "features", "family",
 })
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 # What a recording keeps of the prompt when it drops the text (`recording.bodies: features`):
@@ -68,6 +68,7 @@ class TrafficRecord:
     latency_ms: float | None = None
     usage: dict | None = None
     features: dict | None = None
+    family: str | None = None
 
     def to_dict(self) -> dict:
         """The line this record is written as; absent optional fields are left out."""
@@ -184,6 +185,7 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
     latency_ms = get("latency_ms")
     usage = get("usage")
     features = get("features")
+    family = get("family")
     return TrafficRecord(
         float(ts), key_id, ip, method, path,
         {} if headers is None else _headers(headers),
@@ -194,6 +196,7 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
         None if latency_ms is None else _non_negative("latency_ms", latency_ms),
         None if usage is None else _usage(usage),
         None if features is None else _features(features),
+        family if family is None or type(family) is str else _string("family", family),
     )
 
 

@@ -57,9 +57,15 @@ def chat_body(model: str, messages: list[dict], **options) -> dict:
     return body
 
 
+def message_chars(message: dict) -> int:
+    """The text a message sends: its content (null beside tool calls) and its calls' arguments."""
+    calls = message.get("tool_calls") or ()
+    return len(message.get("content") or "") + sum(len(call["function"]["arguments"]) for call in calls)
+
+
 def prompt_tokens(messages: list[dict]) -> int:
     """About four characters a token, plus the few tokens each message's framing costs."""
-    chars = sum(len(message["content"]) for message in messages)
+    chars = sum(message_chars(message) for message in messages)
     return -(-chars // 4) + 3 * len(messages)
 
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from . import apps, attacks, honest, hydra, shared_honest
+from . import agents, apps, attacks, automation, harvest_pipelines, honest, hydra, shared_honest, variation
 
 ATTACK, BENIGN = "attack", "benign"
 DEFAULT_START_TS = 1732492800.0  # Monday 25 November 2024, 00:00 UTC
@@ -33,6 +33,12 @@ class Scenario:
     params: Mapping = field(default_factory=dict)
     group: GroupDraw | None = None
     group_size_param: str | None = None
+    family: str | None = None  # scenarios that are variants of one practice share it (hydra); else the name
+    pinned: frozenset[str] = frozenset()  # what `randomise` leaves as the family sends it (traffic/variation.py)
+
+    def family_of(self, name: str) -> str:
+        """The practice a scenario's keys belong to: what `--hold-out-families` leaves out."""
+        return self.family or name
 
     @property
     def description(self) -> str:
@@ -64,10 +70,25 @@ SCENARIOS: dict[str, Scenario] = {
     "human_timing_harvester": Scenario(attacks.human_timing_harvester, ATTACK, {"median_gap_s": (15.0, 90.0)}),
     "fake_history_harvester": Scenario(attacks.fake_history_harvester, ATTACK,
                                        {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
-    "greedy_harvester": Scenario(attacks.greedy_harvester, ATTACK, {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
+    "greedy_harvester": Scenario(attacks.greedy_harvester, ATTACK, {"rate_per_s": (0.05, 1.0), "job_requests": JOB},
+                                 pinned=frozenset({"temperature"})),
+    # Families of the public record (traffic/harvest_pipelines.py, traffic/agents.py).
+    "evol_instruct": Scenario(harvest_pipelines.evol_instruct, ATTACK, {"rate_per_s": (0.05, 2.0), "job_requests": JOB}),
+    "synthetic_dialogues": Scenario(harvest_pipelines.synthetic_dialogues, ATTACK,
+                                    {"rate_per_s": (0.05, 2.0), "job_requests": JOB}),
+    "reward_grading": Scenario(harvest_pipelines.reward_grading, ATTACK, {"rate_per_s": (0.05, 2.0), "job_requests": JOB}),
+    "reasoning_trace_distillation": Scenario(harvest_pipelines.reasoning_trace_distillation, ATTACK,
+                                             {"rate_per_s": (0.02, 0.5), "job_requests": JOB}),
+    "sequence_logprob_harvester": Scenario(harvest_pipelines.sequence_logprob_harvester, ATTACK,
+                                           {"rate_per_s": (0.05, 1.0), "job_requests": JOB},
+                                           pinned=frozenset({"logprobs"})),
+    "code_harvest": Scenario(harvest_pipelines.code_harvest, ATTACK, {"rate_per_s": (0.05, 1.0), "job_requests": JOB}),
+    "agent_trajectory_harvester": Scenario(agents.agent_trajectory_harvester, ATTACK,
+                                           {"rate_per_s": (0.1, 3.0), "job_requests": JOB},
+                                           pinned=frozenset({"tools"})),
     **{  # hydra networks (traffic/hydra.py): one campaign over many keys, each evasion its own variant
         name: Scenario(hydra.hydra_member, ATTACK, {**HYDRA, **variant}, group=hydra.hydra_network,
-                       group_size_param="network_size")
+                       group_size_param="network_size", family="hydra")
         for name, variant in HYDRA_VARIANTS.items()
     },
     "heavy_developer": Scenario(honest.heavy_developer, BENIGN),
@@ -96,6 +117,18 @@ SCENARIOS: dict[str, Scenario] = {
                              {"volume_scale": 0.002, "max_requests_per_day": 3000.0, "max_prompt_tokens": 16384}),
     "reasoning_app_user": Scenario(apps.reasoning_app_user, BENIGN,
                                    {"volume_scale": 0.01, "max_requests_per_day": 2000.0}),
+    # Honest automation that resembles harvesting (traffic/automation.py, traffic/agents.py).
+    "intent_classifier": Scenario(automation.intent_classifier, BENIGN,
+                                  {"volume_scale": 0.002, "max_requests_per_day": 5000.0},
+                                  pinned=frozenset({"cap", "logprobs", "n"})),
+    "llm_judge_eval": Scenario(automation.llm_judge_eval, BENIGN, {"cases": (50, 800)}),
+    "agent_product": Scenario(agents.agent_product, BENIGN, {"volume_scale": 0.002, "max_requests_per_day": 3000.0},
+                              pinned=frozenset({"tools"})),
+    "document_pipeline": Scenario(automation.document_pipeline, BENIGN, {"rate_per_s": (0.01, 0.3)}),
+    "prompt_optimisation": Scenario(automation.prompt_optimisation, BENIGN, {"trials": (10, 60)}),
+    "test_question_generation": Scenario(automation.test_question_generation, BENIGN, {"chunks": (100, 3000)}),
+    "content_writer": Scenario(automation.content_writer, BENIGN,
+                               {"volume_scale": 0.002, "max_requests_per_day": 3000.0}),
 }
 
 # `--benign N`: N honest keys in these proportions (docs/scenarios.md says why): mostly
@@ -129,6 +162,7 @@ def generate(
     *,
     start_ts: float = DEFAULT_START_TS,
     params: Mapping[str, Mapping] | None = None,
+    randomise: bool = False,
 ) -> Iterator[dict]:
     """Labelled records of `scenarios` (name -> number of keys) over `hours`, in ts order.
 
@@ -136,7 +170,23 @@ def generate(
     scenario never changes another's keys. `params` overrides a scenario's defaults, e.g.
     `{"hydra": {"network_size": 50}}`. Group scenarios (hydra, office_nat) split their keys
     into groups of `network_size` / `office_size` that share a template or an address.
+    `randomise` makes every key also re-draw how it sends (traffic/variation.py).
     """
+    streams = [stream for _, stream in key_streams(scenarios, hours, seed, start_ts=start_ts, params=params,
+                                                   randomise=randomise)]
+    return heapq.merge(*streams, key=operator.itemgetter("ts"))
+
+
+def key_streams(
+    scenarios: Mapping[str, int],
+    hours: float,
+    seed: int,
+    *,
+    start_ts: float = DEFAULT_START_TS,
+    params: Mapping[str, Mapping] | None = None,
+    randomise: bool = False,
+) -> list[tuple[str, Iterator[dict]]]:
+    """(raw key, its labelled records in ts order) for every key `generate` merges."""
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
@@ -160,14 +210,19 @@ def generate(
                 if number not in groups:
                     groups[number] = scenario.group(random.Random(f"{seed}:{name}:group:{number}"), settings)
                 key_settings = {**settings, "group": groups[number]}
-            records = scenario.run(random.Random(f"{seed}:{name}:{index}"), f"sk-sim-{name}-{index}",
-                                   start_ts, duration_s, key_settings)
-            streams.append(_labelled(records, scenario.label, name))
-    return heapq.merge(*streams, key=operator.itemgetter("ts"))
+            key = f"sk-sim-{name}-{index}"
+            records = scenario.run(random.Random(f"{seed}:{name}:{index}"), key, start_ts, duration_s, key_settings)
+            if randomise:
+                rng = random.Random(f"{seed}:{name}:{index}:variation")
+                drawn = variation.draw(rng, scenario.label, scenario.pinned)
+                records = variation.vary(records, drawn, rng, start_ts, start_ts + duration_s)
+            streams.append((key, _labelled(records, scenario.label, name, scenario.family_of(name))))
+    return streams
 
 
-def _labelled(records: Iterator[dict], label: str, name: str) -> Iterator[dict]:
+def _labelled(records: Iterator[dict], label: str, name: str, family: str) -> Iterator[dict]:
     for record in records:
         record["label"] = label
         record["scenario"] = name
+        record["family"] = family
         yield record

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "burst_harvester.rate_per_s=0.5,1 (a range); repeatable")
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--randomise", action="store_true",
+                        help="every key also re-draws how it sends (caps, sampling, placement, language, pace)")
 
 
 def parse_mix(benign: int, attacks: int, items: list[str]) -> dict[str, int]:
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> str:
     mix = parse_mix(args.benign, args.attacks, args.scenario)
     labels: Counter = Counter()
     with TrafficWriter(args.out) as writer:
-        for record in generate(mix, args.hours, args.seed, params=parse_params(args.param)):
+        for record in generate(mix, args.hours, args.seed, params=parse_params(args.param),
+                               randomise=getattr(args, "randomise", False)):
             writer.write(record)
             labels[record["label"]] += 1
     return (f"wrote {sum(labels.values())} requests ({labels['benign']} benign, {labels['attack']} attack) "

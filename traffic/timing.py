@@ -163,3 +163,35 @@ def _advance(running: list, order: itertools.count) -> dict:
     if following is not None:
         heapq.heappush(running, (following["ts"], next(order), following, session))
     return record
+
+
+PACES = ("steady", "poisson", "bursty", "diurnal", "human")
+
+
+def paced_arrivals(rng: random.Random, start: float, end: float, rate_per_s: float, pace: str,
+                   utc_offset_h: int = 0) -> Iterator[float]:
+    """A script's send times at a mean `rate_per_s`, in one of PACES: a clock (`steady`),
+    independent requests (`poisson`), parallel workers' batches (`bursty`), a day-shaped
+    rate (`diurnal`), or a person's waking hours and pauses (`human`)."""
+    if pace == "steady":
+        yield from regular_arrivals(rng, start, end, 1.0 / rate_per_s, rng.uniform(0.01, 0.3))
+    elif pace == "poisson":
+        yield from poisson_arrivals(rng, start, end, rate_per_s)
+    elif pace == "bursty":
+        workers, spread = rng.choice((2, 4, 8, 16, 32)), min(0.2, 0.5 / rate_per_s)
+        for batch_ts in regular_arrivals(rng, start, end, workers / rate_per_s, rng.uniform(0.05, 0.5)):
+            ts = batch_ts
+            for _ in range(workers):
+                yield ts
+                ts += rng.uniform(0.001, spread)
+    elif pace == "diurnal":
+        yield from poisson_arrivals(rng, start, end, rate_per_s / 0.575,
+                                    lambda ts: diurnal_factor(ts, utc_offset_h))
+    elif pace == "human":
+        wake, sleep = rng.uniform(7, 9.5), rng.uniform(21, 24)
+        ts = next_opening(start, utc_offset_h, wake, sleep)
+        while ts < end:
+            yield ts
+            ts = next_opening(ts + human_gap(rng, 0.6 / rate_per_s, 0.9), utc_offset_h, wake, sleep)
+    else:
+        raise ValueError(f"unknown pace {pace!r}; known: {', '.join(PACES)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..offline.generalisation_cli import add_arguments as add_generalisation_arguments
 from .offline import cmd_evaluate, cmd_replay, cmd_score, cmd_simulate, cmd_train
 from .processes import cmd_demo, cmd_mock_upstream, cmd_scorer, cmd_serve
 from .review import cmd_admin_hash_token, cmd_audit, cmd_key_id, cmd_keys, cmd_labels
@@ -80,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = with_config(commands.add_parser(
         "evaluate", help="simulate honest and attack keys, train, score, print the per-scenario table"))
-    evaluate.add_argument("--benign", type=int, default=2000, help="honest keys (default: 2000)")
+    evaluate.add_argument("--benign", type=int, help="honest keys (default: 2000; 300 with the flags below)")
     evaluate.add_argument("--attacks-per-scenario", type=int, default=10, help="keys of every attack (default: 10)")
-    evaluate.add_argument("--hours", type=float, default=24.0)
+    evaluate.add_argument("--hours", type=float, help="simulated hours (default: 24; 6 with the flags below)")
     evaluate.add_argument("--seed", type=int, default=1)
     evaluate.add_argument("--train-share", type=float, default=0.5, help="share of honest keys that train the forest")
     evaluate.add_argument("--target-fpr", type=float, default=0.001, help="the forest's calibration target")
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="skip the cross-key clustering passes (per-key detection only)")
     evaluate.add_argument("--html", help="also write the self-contained report page here")
     evaluate.add_argument("--json", help="also write every figure as JSON here")
+    add_generalisation_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     simulate = commands.add_parser("simulate", help="write labelled simulated traffic")

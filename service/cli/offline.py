@@ -67,11 +67,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Simulate a mixed population, train on part of the honest keys, score the rest: the table."""
     import json
 
+    from ..offline import generalisation_cli
     from ..offline.evaluation import Plan, format_table, run_evaluation
 
     settings = settings_from(args)
+    if generalisation_cli.wanted(args):
+        generalisation_cli.run(args, settings)
+        return
     try:
-        plan = Plan(benign=args.benign, attacks_per_scenario=args.attacks_per_scenario, hours=args.hours,
+        plan = Plan(benign=2000 if args.benign is None else args.benign,
+                    attacks_per_scenario=args.attacks_per_scenario, hours=24.0 if args.hours is None else args.hours,
                     seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr,
                     scenarios=tuple(args.scenario), param_items=tuple(args.param), linkage=not args.no_linkage)
         result = run_evaluation(plan, settings, progress=lambda message: print(message, file=sys.stderr, flush=True))

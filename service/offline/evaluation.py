@@ -29,7 +29,7 @@ from ..config import Settings
 from ..keys import KeyHasher
 from ..scoring.detection import ladder_config
 from .linkage import LinkageRun, linkage_run
-from .scoring import ScoreReport, score_records, train_forest
+from .scoring import FittedDetectors, ScoreReport, fit_detectors, score_records
 
 # Fixed, so key ids and the train/test split are the same on every machine, and no
 # installation secret is needed: every key here is simulated.
@@ -139,11 +139,11 @@ def nearest_rule(features: list[float], requests_seen: int, rules: list[Rule]) -
     return best
 
 
-def pipeline_with(model, settings: Settings) -> Pipeline:
-    """The configured rules and ladder with the freshly trained forest."""
+def pipeline_with(fitted: FittedDetectors, settings: Settings) -> Pipeline:
+    """The configured rules and ladder with the freshly fitted detectors."""
     detection = settings.detection
     return Pipeline(RulesDetector(parse_rules(detection.rules)),
-                    ForestDetector(model, detection.iforest_min_requests), ladder_config(detection))
+                    ForestDetector(fitted.forest, detection.iforest_min_requests), ladder_config(detection))
 
 
 def threshold_sweep(scores: Iterable[tuple[str, float]]) -> list[dict]:
@@ -268,14 +268,15 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
         training_requests += keep
         return keep
 
-    model = train_forest(
+    fitted = fit_detectors(
         simulate(plan, honest, training_key), EVALUATION_SECRET,
         target_fpr=plan.target_fpr, seed=plan.seed, source=f"evaluate seed {plan.seed}, {plan.hours:g} h",
     )
+    model = fitted.forest
     trained = time.perf_counter()
     progress(f"scoring the other honest keys and {plan.attacks_per_scenario} keys of every attack scenario")
     linkage = linkage_run(settings) if plan.linkage else None
-    report, pipeline, generated, train_keys = score_population(plan, mix, pipeline_with(model, settings), linkage)
+    report, pipeline, generated, train_keys = score_population(plan, mix, pipeline_with(fitted, settings), linkage)
     scored = time.perf_counter()
     summary = completed_summary(report.summary(), report, mix)
     for key in summary["attack_keys"]:

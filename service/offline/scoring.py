@@ -56,6 +56,19 @@ def train_forest(records: Iterable, salt: bytes, *, target_fpr: float, seed: int
     return ForestModel.fit(matrix, target_fpr=target_fpr, seed=seed, extra_card={"training_source": source})
 
 
+@dataclass(frozen=True)
+class FittedDetectors:
+    """Everything learned from training traffic, as the pipeline takes it (today: the forest)."""
+
+    forest: ForestModel
+
+
+def fit_detectors(records: Iterable, salt: bytes, *, target_fpr: float, seed: int, source: str) -> FittedDetectors:
+    """The one door through which every learned detector is fitted on training records, so
+    that an evaluation holding a family out of training holds it out of every detector."""
+    return FittedDetectors(train_forest(records, salt, target_fpr=target_fpr, seed=seed, source=source))
+
+
 @dataclass
 class KeyOutcome:
     key_id: str
