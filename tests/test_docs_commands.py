@@ -25,7 +25,7 @@ TABLE_COMMAND = re.compile(r"^\| `(distillguard [^`]+)`", re.M)
 PLACEHOLDERS = {
     "KEY_ID": "0123456789abcdef", "TPS": "200", "RAW_KEY...": "sk-example", "R": "abuse", "T": "throttled", "FILE": "day.jsonl",
     "URL": "http://127.0.0.1:8000", "N": "2", "C": "8", "L": "5", "S": "1", "H": "24", "NAME=KEYS": "hydra=20",
-    "S.NAME=V": "hydra.network_size=50", "LABELS.jsonl": "labels.jsonl",
+    "S.NAME=V": "hydra.network_size=50", "LABELS.jsonl": "labels.jsonl", "K": "3",
 }
 
 
