@@ -44,17 +44,22 @@ def free_cluster_port() -> int:
         return port
 
 
-def ensure_redis_installed() -> None:
-    """Install Debian's redis-server when the binary is missing (the tests need a real one)."""
-    if shutil.which("redis-server") and shutil.which("redis-cli"):
+def ensure_debian_package(package: str, binaries: tuple[str, ...]) -> None:
+    """Install a Debian package when one of its binaries is missing, as scripts/test.sh does."""
+    if all(shutil.which(binary) for binary in binaries):
         return
     if os.geteuid() != 0:
-        raise RuntimeError("redis-server is missing and the tests are not root: apt-get install redis-server")
+        raise RuntimeError(f"{package} is missing and the tests are not root: apt-get install {package}")
     subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-q", "redis-server"],
+        ["apt-get", "install", "-y", "-q", package],
         check=True, stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
+
+
+def ensure_redis_installed() -> None:
+    """Install Debian's redis-server when the binary is missing (the tests need a real one)."""
+    ensure_debian_package("redis-server", ("redis-server", "redis-cli"))
 
 
 def wait_until(check, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):

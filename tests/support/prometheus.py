@@ -3,8 +3,6 @@ temporary config and TSDB directory, short scrape and evaluation intervals, stop
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -13,20 +11,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
+from tests.support.processes import LOOPBACK, ensure_debian_package, free_port, stop_process, wait_until
 
 
 def ensure_prometheus_installed() -> None:
-    """Install Debian's prometheus (it brings promtool) when missing, as scripts/test.sh does."""
-    if shutil.which("prometheus") and shutil.which("promtool"):
-        return
-    if os.geteuid() != 0:
-        raise RuntimeError("prometheus is missing and the tests are not root: apt-get install prometheus")
-    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "prometheus"],
-        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
+    """Install Debian's prometheus (it brings promtool) when missing."""
+    ensure_debian_package("prometheus", ("prometheus", "promtool"))
 
 
 @dataclass
