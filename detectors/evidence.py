@@ -12,7 +12,9 @@ evidence, and a group's score is its strongest indicator (breadth needs both of 
 - automation: a fixed template, machine timing, round-the-clock volume.
 
 A key is flagged when harvested output is present, at least `min_groups` groups show
-evidence, and the total is at least `min_total`. Honest automation (summarising,
+evidence, the total is at least `min_total`, and the key has sent at least
+`min_distinct_tasks` distinct tasks (a harvest is a volume; a few hundred questions with
+long answers are as often an evaluation or a dev set). Honest automation (summarising,
 translating, classifying with logprobs, judging a test set) has breadth, scale and
 automation but no harvested output; a person has harvested-looking answers but neither
 scale nor automation. The reason lists every contributing indicator with the key's value
@@ -109,7 +111,9 @@ COMPLETION_LOG = FEATURE_NAMES.index("completion_tokens_log_mean")
 MAX_TOKENS_LOG = FEATURE_NAMES.index("max_tokens_log_mean")
 VARIABLE_LOG = FEATURE_NAMES.index("variable_tokens_log_mean")
 ANSWER_RATIO = FEATURE_NAMES.index("answer_to_variable_ratio")
+DISTINCT_TASKS_LOG = FEATURE_NAMES.index("distinct_tasks_log")
 TOOL_RESULTS = FEATURE_NAMES.index("tool_results_share")
+MIRRORED = FEATURE_NAMES.index("mirrored_turn_share")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +125,13 @@ class EvidenceConfig:
     # A content indicator this strong makes the harvest substantial before scale does; below
     # the group's 0.5 so that the no-usage stand-in (at most 0.7 of max_tokens asked) can reach it.
     content_present: float = 0.42
-    # Scale this strong (about 1,200 distinct tasks) makes a request-flag harvest substantial.
+    # Scale this strong (about 1,200 distinct tasks) makes a request-flag harvest substantial,
+    # when the new text of each task is short (a question, not a document to transform).
     scale_alone: float = 0.9
+    scale_alone_new_text_tokens: int = 250
+    # A harvest is a volume of distinct tasks: fewer than this (the smaller of distinct prompts
+    # and distinct lines) is an evaluation, a dev set or a person, never flagged alone.
+    min_distinct_tasks: int = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,11 @@ def _contributions(features: Sequence[float]) -> list[Contribution]:
             strength, substitute = _long_answers(features, strength)
         elif indicator.name == "reasoning_traces" and strength is not None:
             strength *= _worked_answers(features)
+        elif indicator.name == "standalone_tasks" and strength is not None:
+            # A turn the model wrote continues no person's conversation: a synthetic dialogue's
+            # turns are standalone tasks, however long the history they carry.
+            value = min(value + _known(features[MIRRORED]), 1.0)
+            strength = ramp(value, indicator.honest, indicator.harvest)
         elif indicator.name == "distinct_tasks" and strength is not None:
             # An agent loop resends its task at every step: count distinct tasks per task start.
             starts = max(1.0 - _known(features[TOOL_RESULTS]), 0.25)
@@ -177,6 +191,12 @@ def _worked_answers(features: Sequence[float]) -> float:
     asked while judging or transforming long text (CoT judges, prompt optimisers) is not."""
     ratio = features[ANSWER_RATIO]
     return 0.7 if math.isnan(ratio) else ramp(ratio, 1.0, 3.0)
+
+
+def distinct_tasks(features: Sequence[float]) -> float:
+    """Distinct tasks over the key's lifetime (0 when unknown), from the log1p feature."""
+    value = features[DISTINCT_TASKS_LOG]
+    return 0.0 if math.isnan(value) else math.expm1(value)
 
 
 def _known(value: float) -> float:
@@ -221,26 +241,32 @@ class EvidenceDetector:
         # Without harvested output there is nothing to harvest: the score says clean, however
         # automated the key is, so the ladder can step down.
         score = min(total / self.config.min_total, 1.0) * min(groups[HARVEST] / self.config.group_present, 1.0)
+        tasks = distinct_tasks(features)
         flagged = (requests_seen >= self.config.min_requests and groups[HARVEST] >= self.config.group_present
                    and len(present) >= self.config.min_groups and total >= self.config.min_total
-                   and self._substantial(contributions, groups))
+                   and tasks >= self.config.min_distinct_tasks
+                   and self._substantial(contributions, groups, features))
         if not flagged:
             return Verdict(self.name, score, False)
-        return Verdict(self.name, score, True, (self._reason(contributions, groups, total),))
+        return Verdict(self.name, score, True, (self._reason(contributions, groups, total, tasks),))
 
-    def _substantial(self, contributions: list[Contribution], groups: dict[str, float]) -> bool:
+    def _substantial(self, contributions: list[Contribution], groups: dict[str, float],
+                     features: Sequence[float]) -> bool:
         """What the prompts and answers are, not only what the request asks for: a harvest
         read from content (long answers to short new text, invented or rewritten tasks,
         model-written turns, ever-new tool sets). A request flag (logprobs, n > 1, a
         reasoning or grading ask) on a fixed job over varying documents is honest automation,
         until the key has sent well over a thousand distinct tasks (simulated document
         pipelines and prompt optimisers with logprobs or n > 1 reached 500 within hours)."""
-        if groups[SCALE] >= self.config.scale_alone:
+        new_text = features[VARIABLE_LOG]
+        if groups[SCALE] >= self.config.scale_alone and (
+                math.isnan(new_text) or new_text <= math.log1p(self.config.scale_alone_new_text_tokens)):
             return True
         return any(c.indicator.name in CONTENT_INDICATORS and c.strength >= self.config.content_present
                    for c in contributions)
 
-    def _reason(self, contributions: list[Contribution], groups: dict[str, float], total: float) -> Reason:
+    def _reason(self, contributions: list[Contribution], groups: dict[str, float], total: float,
+                tasks: float) -> Reason:
         harvest = max((c for c in contributions if c.indicator.group == HARVEST), key=lambda c: c.strength)
         shown = [c for c in contributions if c.strength > 0]
         parts = []
@@ -249,5 +275,7 @@ class EvidenceDetector:
             if lines:
                 parts.append(f"{group} {groups[group]:.2f}: " + "; ".join(lines))
         indicator = harvest.indicator
-        detail = f"evidence {total:.2f} from {sum(1 for g in GROUPS if groups[g] >= 0.5)} groups. " + " | ".join(parts)
+        present = sum(1 for g in GROUPS if groups[g] >= self.config.group_present)
+        detail = (f"evidence {total:.2f} from {present} groups over about {tasks:,.0f} distinct tasks. "
+                  + " | ".join(parts))
         return Reason(indicator.kind, indicator.feature, harvest.value, (0.0, indicator.honest), detail)

@@ -3,6 +3,9 @@ hash values seen (a k-minimum-values sketch) estimate the distinct count to abou
 
 The window forgets after 200 requests; a harvest's scale (thousands of distinct tasks) is
 what no single window shows, and what padding with a few repeated requests cannot undo.
+A second sketch counts distinct lines: a key that re-asks a small question set under ever
+new instructions or demo mixes (a prompt optimiser) sends thousands of distinct prompts
+made of a few hundred lines; a harvest's new questions are new lines too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import bisect
 
 K = 128
 _SPACE = 2**64
+_MASK = _SPACE - 1
 
 
 class TaskSketch:
@@ -29,6 +33,17 @@ class TaskSketch:
             value = int(prompt_hash[:16], 16)
         except ValueError:
             return
+        self._insert(value)
+
+    def add_line(self, digest: int) -> None:
+        """Counts one line by its 32-bit digest, spread over 64 bits (splitmix64's finaliser)
+        so the K smallest values estimate as well as a 64-bit hash's would."""
+        value = (digest + 0x9E3779B97F4A7C15) & _MASK
+        value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+        self._insert(value ^ (value >> 31))
+
+    def _insert(self, value: int) -> None:
         values = self.values
         if len(values) >= K and value >= values[-1]:
             return

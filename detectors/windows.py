@@ -65,7 +65,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "mirrored_turn_share",
     "judgement_share",
     "rewrite_share",
-    # Long-term: distinct tasks the key has sent in its lifetime (a bounded sketch), log1p.
+    # Long-term: distinct tasks the key has sent in its lifetime, log1p: the smaller of its
+    # distinct prompts and its distinct lines (two bounded sketches, detectors/task_sketch.py).
     "distinct_tasks_log",
 )
 LABEL_TOKENS = 8  # answers of at most this many tokens are labels (classification), not text
@@ -161,6 +162,7 @@ class KeyWindow:
         self._assistants: Counter = Counter()
         self._toolsets: Counter = Counter()
         self.tasks = TaskSketch()
+        self.lines = TaskSketch()
         self._sums = Counter()
         self._iat_sum = 0
         self._iat_sq = 0
@@ -218,6 +220,14 @@ class KeyWindow:
             logprobs_generated=event.logprobs and _generated(event),
         )
         self.tasks.add(event.user_hash)
+        # One line or none (a short task, or a line recorded without them), or a request to
+        # invent new tasks (its tasks are in the answer, whatever seed lines it reuses): the
+        # prompt counts as the line.
+        if len(slot.segments) >= 2 and not slot.task_generation:
+            for digest, _ in slot.segments:
+                self.lines.add_line(digest)
+        else:
+            self.lines.add(event.user_hash)
         self._add(slot, +1)
         self.slots.append(slot)
         if len(self.slots) > self.size:
@@ -349,7 +359,7 @@ class KeyWindow:
             sums["mirrored"] / n,
             sums["judgement"] / n,
             sums["rewrite"] / n,
-            math.log1p(self.tasks.estimate()),
+            math.log1p(min(self.tasks.estimate(), self.lines.estimate())),
         ]
 
     def _template_features(self) -> tuple[float, float, float]:
@@ -402,6 +412,7 @@ class KeyWindow:
             "minute_stamp": list(self._minute_stamp),
             "hour_stamp": list(self._hour_stamp),
             "tasks": self.tasks.to_list(),
+            "lines": self.lines.to_list(),
         }
 
     @classmethod
@@ -430,6 +441,8 @@ class KeyWindow:
         window._minute_stamp = list(data["minute_stamp"])
         window._hour_stamp = list(data["hour_stamp"])
         window.tasks = TaskSketch.from_list(data.get("tasks", []))
+        # Older checkpoints have no line sketch: the prompt sketch stands in (min of the two).
+        window.lines = TaskSketch.from_list(data.get("lines", data.get("tasks", [])))
         return window
 
     def feature_map(self) -> dict[str, float]:

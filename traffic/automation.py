@@ -163,7 +163,8 @@ def prompt_optimisation(rng: random.Random, key: str, start_ts: float, duration_
                         ) -> Iterator[dict]:
     """A prompt-optimisation run (DSPy-like): one small dev set re-asked under many proposed instructions."""
     client, model = _app_client(rng, key), rng.choice(CHAT_MODELS)
-    dev_set = [rng.choice(prompts.human_prompts())[:500] for _ in range(rng.randint(20, 200))]
+    # A demo keeps its answer (bootstrapped once, as DSPy's few-shot optimisers do).
+    dev_set = [(rng.choice(prompts.human_prompts())[:500], stand_in(rng, 40)) for _ in range(rng.randint(20, 200))]
     minibatch = min(len(dev_set), rng.choice((25, 50, len(dev_set))))
     in_system = rng.random() < 0.6
     eval_options = {**cap_options(rng, (None, 256, 512, 1024)), "temperature": rng.choice((None, 0.0))}
@@ -180,9 +181,9 @@ def prompt_optimisation(rng: random.Random, key: str, start_ts: float, duration_
             history.append(f"{instruction} -- score {rng.uniform(40, 90):.1f}")
             demos = rng.sample(dev_set, rng.randint(0, 3))
             for example in rng.sample(dev_set, minibatch):
-                shots = "".join(f"Question: {demo}\nAnswer: {stand_in(rng, 40)}\n\n" for demo in demos)
-                messages = ([system(instruction), user(f"{shots}Question: {example}")] if in_system
-                            else [user(f"{instruction}\n\n{shots}Question: {example}")])
+                shots = "".join(f"Question: {demo}\nAnswer: {answer}\n\n" for demo, answer in demos)
+                messages = ([system(instruction), user(f"{shots}Question: {example[0]}")] if in_system
+                            else [user(f"{instruction}\n\n{shots}Question: {example[0]}")])
                 yield chat_body(model, messages, **eval_options), int(rng.triangular(20, 400, 100))
 
     for ts, (body, answer) in zip(times, plan(), strict=False):

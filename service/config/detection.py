@@ -46,12 +46,14 @@ _EVIDENCE = EvidenceConfig()
 
 class EvidenceSettings(StrictModel):
     """The graded evidence score (detectors/evidence.py): a flag needs harvested output,
-    evidence from `min_groups` groups and `min_total` in all, after `min_requests`."""
+    evidence from `min_groups` groups and `min_total` in all, after `min_requests` requests
+    and `min_distinct_tasks` distinct tasks."""
 
     enabled: bool = True
     min_requests: int = Field(default=_EVIDENCE.min_requests, ge=1)
     min_total: float = Field(default=_EVIDENCE.min_total, gt=0, le=4)
     min_groups: int = Field(default=_EVIDENCE.min_groups, ge=1, le=4)
+    min_distinct_tasks: int = Field(default=_EVIDENCE.min_distinct_tasks, ge=0)
 
 
 class LinkageSettings(StrictModel):

@@ -80,7 +80,8 @@ def evidence_detector(detection: DetectionConfig) -> EvidenceDetector | None:
     if not evidence.enabled:
         return None
     return EvidenceDetector(EvidenceConfig(min_requests=evidence.min_requests, min_total=evidence.min_total,
-                                           min_groups=evidence.min_groups))
+                                           min_groups=evidence.min_groups,
+                                           min_distinct_tasks=evidence.min_distinct_tasks))
 
 
 def event_id_key(event_id: str | bytes) -> tuple[int, int]:
