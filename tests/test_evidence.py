@@ -136,3 +136,28 @@ def test_an_agent_loop_resending_its_task_still_counts_its_distinct_tasks():
 def test_several_samples_per_task_are_weak_evidence_never_enough_alone():
     """n > 1 is common in honest pipelines (self-consistency, candidate generation)."""
     assert not verdict(**SCRIPTED, multi_choice_share=1.0).flagged
+
+
+def test_fewer_distinct_tasks_than_a_harvest_sends_is_an_evaluation_or_a_dev_set():
+    """Everything else says harvest, but 120 questions with long answers are as often an eval."""
+    assert not verdict(**{**SCRIPTED, "distinct_tasks_log": math.log1p(120)}, **LONG_ANSWERS).flagged
+    flagged = verdict(**{**SCRIPTED, "distinct_tasks_log": math.log1p(400)}, **LONG_ANSWERS)
+    assert flagged.flagged and "over about 400 distinct tasks" in flagged.reasons[0].detail
+
+
+def test_soft_labels_on_documents_are_not_substantial_at_any_scale_but_on_short_questions_they_are():
+    """A summarising pipeline asking logprobs over 5,000 chunks is a job; the same flag over
+    5,000 short questions is a soft-label harvest."""
+    common = {**SCRIPTED, "distinct_tasks_log": math.log1p(5000), "logprobs_generated_share": 1.0,
+              "answer_to_variable_ratio": 0.4, "completion_tokens_log_mean": 5.0}
+    assert not verdict(**{**common, "variable_tokens_log_mean": math.log1p(800)}).flagged
+    assert verdict(**{**common, "variable_tokens_log_mean": math.log1p(60)}).flagged
+
+
+def test_turns_the_model_wrote_are_standalone_tasks_however_long_the_history():
+    dialogue = {**SCRIPTED, "standalone_share": 0.2, "mirrored_turn_share": 0.9}
+    result = verdict(**dialogue)
+    assert result.flagged and result.reasons[0].name == "synthetic_dialogue"
+    assert "standalone_tasks 1 (" in result.reasons[0].detail
+    conversation = {**SCRIPTED, "standalone_share": 0.2, "distinct_tasks_log": math.log1p(200)}
+    assert not verdict(**conversation, **LONG_ANSWERS).flagged  # a person's conversations, however scripted

@@ -140,3 +140,34 @@ def test_a_line_recorded_without_the_user_turn_length_reads_its_whole_prompt_as_
                          completion_tokens=400)
         window.update(dataclasses.replace(event, user_chars=0, segments="", prompt_tokens=100))
     assert window.feature_map()["answer_to_variable_ratio"] == pytest.approx(4.0)
+
+
+def test_a_key_re_asking_a_small_question_set_under_new_instructions_counts_its_lines_not_its_prompts():
+    """A prompt optimiser: 40 dev questions under 30 proposed instructions, with demos drawn from
+    the same set, makes 1,200 distinct prompts out of about 70 distinct lines."""
+    questions = [f"Question: what would happen to question number {q} under heavy load?" for q in range(40)]
+    bodies = []
+    for trial in range(30):
+        instruction = f"Instruction {trial}: answer concisely and cite the relevant principle first."
+        for q, question in enumerate(questions):
+            demo = questions[(q + trial) % 40]
+            bodies.append(chat(("user", f"{instruction}\n{demo}\nAnswer: the usual answer.\n{question}")))
+    window = window_of(bodies)
+    assert window.tasks.estimate() > 900
+    assert math.expm1(window.feature_map()["distinct_tasks_log"]) < 110
+
+
+def test_a_harvest_of_new_questions_counts_every_question_and_a_short_task_counts_as_its_prompt():
+    wrapper = "Answer the following question in detail, with examples."
+    long_tasks = window_of([chat(("user", f"{wrapper}\nHow does mechanism number {i} work in practice?"))
+                            for i in range(120)])
+    short_tasks = window_of([chat(("user", f"{wrapper}\nWhy {i}?")) for i in range(120)])
+    for window in (long_tasks, short_tasks):
+        assert math.expm1(window.feature_map()["distinct_tasks_log"]) == pytest.approx(120)
+
+
+def test_an_older_checkpoint_without_a_line_sketch_reads_its_prompt_sketch():
+    window = window_of([chat(("user", f"{WRAPPER}\nTask {i}: name a colour.")) for i in range(40)])
+    stored = window.to_dict()
+    del stored["lines"]
+    assert KeyWindow.from_dict(stored).lines.values == window.tasks.values
