@@ -30,14 +30,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -46,30 +44,6 @@ sys.path.insert(0, str(BENCH))
 import proxy_bench as pb  # noqa: E402  (its process, readiness and environment helpers)
 
 STREAMS = 8
-BIG = 1_000_000_000
-_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
-
-
-def metric_sum(text: str, name: str, labels: str = "") -> float:
-    """Sum of every sample of `name` whose labels contain `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) == name and labels in (match.group(2) or ""):
-            total += float(match.group(3))
-    return total
-
-
-def scrape(url: str, attempts: int = 3, timeout: float = 15.0) -> str:
-    """/metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
-                return response.read().decode()
-        except OSError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 class Redis:
@@ -84,11 +58,7 @@ class Redis:
         return f"redis://{pb.LOOPBACK}:{self.port}/0"
 
     def start(self) -> None:
-        log = self.run_dir / "redis.log"
-        self.proc = self.children.start("redis-server", [
-            "redis-server", "--bind", pb.LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "yes",
-            "--appendfsync", "everysec", "--dir", str(self.run_dir), "--logfile", ""], log, cwd=self.run_dir)
-        pb.wait_redis(self.port, self.proc, log, timeout=60)
+        self.proc = pb.start_redis(self.children, self.run_dir, self.port, appendonly=True)
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -107,18 +77,8 @@ class Redis:
 
 
 def gateway_config(upstream: str, args: argparse.Namespace) -> dict:
-    return {
-        "log_level": "warning",
-        "key_secret": "bench-key-secret-not-for-production",
-        "redis_timeout": "250ms",
-        "upstream": {"base_url": upstream},
-        "limits": {"tiers": {
-            "default": {"requests": {"limit": BIG, "window": 60}, "tokens": {"limit": BIG * 1000, "window": 60},
-                        "concurrency": BIG},
-            "throttled": {"requests": {"limit": 10, "window": 60}},
-        }},
-        "detection": {"streams": STREAMS, "spool": {"max_events": args.spool_events}},
-    }
+    return pb.gateway_config(upstream, redis_timeout="250ms",
+                             detection={"streams": STREAMS, "spool": {"max_events": args.spool_events}})
 
 
 class SpoolWatch:
@@ -135,18 +95,17 @@ class SpoolWatch:
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             try:
-                text = scrape(self.url, attempts=1, timeout=2.0)
+                text = pb.scrape(self.url, attempts=1, timeout=2.0)
             except OSError:
                 continue
-            self.peak_events = max(self.peak_events, metric_sum(text, "distillguard_events_spool_entries"))
-            self.peak_bytes = max(self.peak_bytes, metric_sum(text, "distillguard_events_spool_bytes"))
-            self.requests = metric_sum(text, "distillguard_requests_total")
+            self.peak_events = max(self.peak_events, pb.metric_sum(text, "distillguard_events_spool_entries"))
+            self.peak_bytes = max(self.peak_bytes, pb.metric_sum(text, "distillguard_events_spool_bytes"))
+            self.requests = pb.metric_sum(text, "distillguard_requests_total")
 
 
 def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     dg = [sys.executable, "-m", "service.cli"]
-    env = {k: v for k, v in pb.child_env(PYTHONPATH=str(pb.ROOT), DISTILLGUARD_HOME=str(ctx_dir / "home")).items()
-           if not k.startswith("DISTILLGUARD_") or k == "DISTILLGUARD_HOME"}
+    env = pb.gateway_env(ctx_dir / "home")
     redis = Redis(children, ctx_dir)
     redis.start()
     upstream_port = pb.free_port()
@@ -182,13 +141,13 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         raise SystemExit(f"openloop failed: {err[-400:]}")
     client = json.loads(out.strip().splitlines()[-1])["results"][0]
     deadline = time.monotonic() + args.settle
-    while time.monotonic() < deadline and metric_sum(scrape(url), "distillguard_events_spool_entries") > 0:
+    while time.monotonic() < deadline and pb.metric_sum(pb.scrape(url), "distillguard_events_spool_entries") > 0:
         time.sleep(0.2)
     time.sleep(0.5)  # the last flush's reply, then one more scrape
     watch.stop.set()
     watch.thread.join(5)
-    text = scrape(url)
-    served = metric_sum(text, "distillguard_requests_total")
+    text = pb.scrape(url)
+    served = pb.metric_sum(text, "distillguard_requests_total")
     appended = redis.stream_entries()
     return {
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -202,15 +161,15 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         "requests_served": int(served),
         "requests_served_during_outage": int(served_during_outage),
         "events_appended": appended,
-        "events_appended_metric": int(metric_sum(text, "distillguard_events_appended_total")),
+        "events_appended_metric": int(pb.metric_sum(text, "distillguard_events_appended_total")),
         "events_lost": int(served) - appended,
-        "events_dropped_metric": {reason: int(metric_sum(text, "distillguard_events_dropped_total",
+        "events_dropped_metric": {reason: int(pb.metric_sum(text, "distillguard_events_dropped_total",
                                                          f'reason="{reason}"'))
                                   for reason in ("spool_full", "redis_refused", "shutdown")},
-        "spool_left": int(metric_sum(text, "distillguard_events_spool_entries")),
+        "spool_left": int(pb.metric_sum(text, "distillguard_events_spool_entries")),
         "spool_peak_events": int(watch.peak_events),
         "spool_peak_bytes": int(watch.peak_bytes),
-        "redis_errors_events": int(metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
+        "redis_errors_events": int(pb.metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
         "client": {k: client[k] for k in ("scheduled", "ok", "errors", "error_kinds", "achieved_ok_rps",
                                           "p50_ms", "p99_ms", "max_ms", "send_behind_s")},
         "command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]),
