@@ -70,6 +70,11 @@ EVENTS_SPOOLED_BYTES = Gauge(
     "distillguard_events_spool_bytes", "Size of the held request features (field names and values).",
     multiprocess_mode="livesum",
 )
+# With detection.spool.disk (service/events_disk.py): the part of the spool on local disk.
+EVENTS_SPOOLED_DISK_BYTES = Gauge(
+    "distillguard_events_spool_disk_bytes", "Size of the segment files of the spool's disk part.",
+    multiprocess_mode="livesum",
+)
 EVENTS_CONSUMED = Counter(
     "distillguard_events_consumed_total",
     "Stream entries the scorer took in: counted in a key's window, already counted (replayed), or unreadable.",
