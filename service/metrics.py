@@ -126,6 +126,11 @@ RECORDING_BYTES = Counter("distillguard_recording_written_bytes_total", "Bytes w
 RECORDING_DROPPED = Counter(
     "distillguard_recording_dropped_total", "Finished requests not recorded, by why.", ["reason"]
 )
+# The console's prompt samples (service/recording/prompt_samples.py) go through Redis and are
+# not spooled: those a Redis error or a full queue loses are counted here.
+PROMPT_SAMPLES_DROPPED = Counter(
+    "distillguard_prompt_samples_dropped_total", "Console prompt samples not stored, by why.", ["reason"]
+)
 RECORDING_ERRORS = Counter(
     "distillguard_recording_errors_total", "Traffic file opens and writes that failed (full disk, unwritable directory)."
 )
