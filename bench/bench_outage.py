@@ -16,9 +16,17 @@ spool's depth. At the end, once the spool is empty (or --settle seconds passed):
   events appended  entries in the event streams (XLEN over every shard)
   events lost      served - appended (positive: lost; negative would be appended twice)
   spool peak       most events (and bytes) the gateway's workers held at once
+  served / offered requests answered over requests the load generator scheduled
+  CPU ms/request   CPU time of the gateway's process group and of the upstream simulator
+                   during the load, per served request, and how busy the machine was: where
+                   the time went when fewer were served than offered
+
+Each of --spools (`memory`: the spool in memory only; `disk`: with detection.spool.disk on)
+is run in turns, --rounds times, so the variants share the machine's state in one run.
 
     python bench/bench_outage.py [--workers 2] [--rate 500] [--duration 20] [--kill-at 5]
-                                 [--outage 10] [--out bench/results/outage.json]
+                                 [--outage 10] [--spools memory,disk] [--rounds 1]
+                                 [--out bench/results/outage.json]
 
 Needs redis-server. All traffic stays on 127.0.0.1; every child runs in its own session
 and is stopped by its process-group id. Nothing here asserts a figure.
@@ -76,9 +84,9 @@ class Redis:
             client.close()
 
 
-def gateway_config(upstream: str, args: argparse.Namespace) -> dict:
-    return pb.gateway_config(upstream, redis_timeout="250ms",
-                             detection={"streams": STREAMS, "spool": {"max_events": args.spool_events}})
+def gateway_config(upstream: str, args: argparse.Namespace, disk_dir: Path | None) -> dict:
+    spool = {"max_events": args.spool_events, **({"disk": {"directory": str(disk_dir)}} if disk_dir else {})}
+    return pb.gateway_config(upstream, redis_timeout="250ms", detection={"streams": STREAMS, "spool": spool})
 
 
 class SpoolWatch:
@@ -103,7 +111,9 @@ class SpoolWatch:
             self.requests = pb.metric_sum(text, "distillguard_requests_total")
 
 
-def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
+def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: str) -> dict:
+    """One run with the spool in memory only (`memory`) or with its disk part (`disk`)."""
+    ctx_dir.mkdir(parents=True)
     dg = [sys.executable, "-m", "service.cli"]
     env = pb.gateway_env(ctx_dir / "home")
     redis = Redis(children, ctx_dir)
@@ -114,7 +124,9 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
                               env=env)
     pb.wait_ready("mock-upstream", f"http://{pb.LOOPBACK}:{upstream_port}", upstream, upstream_log, 60)
     config_path = ctx_dir / "distillguard.yaml"
-    config_path.write_text(json.dumps(gateway_config(f"http://{pb.LOOPBACK}:{upstream_port}/v1", args), indent=2))
+    disk_dir = ctx_dir / "spool" if spool == "disk" else None
+    config_path.write_text(json.dumps(gateway_config(f"http://{pb.LOOPBACK}:{upstream_port}/v1", args, disk_dir),
+                                      indent=2))
     port = pb.free_port()
     serve = dg + ["serve", "--config", str(config_path), "--host", pb.LOOPBACK, "--port", str(port),
                   "--workers", str(args.workers), "--redis-url", redis.url]
@@ -130,6 +142,9 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     watch.thread.start()
     load = subprocess.Popen(openloop, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=pb.child_env(), start_new_session=True)
+    parts = {"gateway": gateway.pid, "upstream simulator": upstream.pid, "load generator": load.pid}
+    cpu_before = {name: pb.group_cpu_seconds(pgid) for name, pgid in parts.items()}
+    busy_before = pb.cpu_times()
     time.sleep(args.warmup + args.kill_at)
     redis.kill()
     killed, served_at_kill = time.monotonic(), watch.requests
@@ -137,6 +152,8 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     redis.start()
     outage, served_during_outage = time.monotonic() - killed, watch.requests - served_at_kill
     out, err = load.communicate(timeout=args.duration + args.warmup + 120)
+    cpu = {name: pb.group_cpu_seconds(pgid) - cpu_before[name] for name, pgid in parts.items() if name != "load generator"}
+    busy_after = pb.cpu_times()
     if load.returncode != 0:
         raise SystemExit(f"openloop failed: {err[-400:]}")
     client = json.loads(out.strip().splitlines()[-1])["results"][0]
@@ -154,6 +171,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(),
         "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
         "redis": pb.version_of(["redis-server", "--version"]),
+        "spool": spool,
         "workers": args.workers,
         "rate": args.rate,
         "duration_s": args.duration,
@@ -170,6 +188,11 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         "spool_peak_events": int(watch.peak_events),
         "spool_peak_bytes": int(watch.peak_bytes),
         "redis_errors_events": int(pb.metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
+        "served_over_offered": round(client["ok"] / max(client["scheduled"], 1), 3),
+        # CPU per request the gateway served (those the client gave up on included) while the
+        # load ran, and how busy the whole machine was meanwhile.
+        "cpu_ms_per_request": {name: round(seconds * 1000 / max(served, 1), 2) for name, seconds in cpu.items()},
+        "machine_busy_pct": round(100 * (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9), 1),
         "client": {k: client[k] for k in ("scheduled", "ok", "errors", "error_kinds", "achieved_ok_rps",
                                           "p50_ms", "p99_ms", "max_ms", "send_behind_s")},
         "command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]),
@@ -187,24 +210,52 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--spool-events", type=int, default=50_000, help="detection.spool.max_events")
     parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for the spool to empty")
-    parser.add_argument("--out", help="also write the JSON report here")
+    parser.add_argument("--spools", default="memory,disk",
+                        help="spool variants run in turns: memory (in memory only), disk (detection.spool.disk on)")
+    parser.add_argument("--rounds", type=int, default=1, help="turns over the variants")
+    parser.add_argument("--out", help="also write the JSON report here (and its table as .md)")
     args = parser.parse_args(argv)
     if args.kill_at + args.outage >= args.duration:
         parser.error("--kill-at + --outage must end before --duration: the flush is measured under load")
     return args
 
 
+def markdown(runs: list[dict]) -> str:
+    rows = ["| spool | offered | Redis down | served / offered | served | served while down | events appended "
+            "| lost | spool peak (events) | gateway CPU ms/req | simulator CPU ms/req | machine busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        cpu = run["cpu_ms_per_request"]
+        rows.append(f"| {run['spool']} | {run['rate']:g} req/s | {run['outage_s']} s | {run['served_over_offered']} "
+                    f"| {run['requests_served']:,} | {run['requests_served_during_outage']:,} "
+                    f"| {run['events_appended']:,} | **{run['events_lost']}** | {run['spool_peak_events']:,} "
+                    f"| {cpu['gateway']} | {cpu['upstream simulator']} | {run['machine_busy_pct']} % |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    spools = [name for name in args.spools.split(",") if name]
+    if not set(spools) <= {"memory", "disk"}:
+        raise SystemExit("--spools takes memory and/or disk")
     children = pb.Children()
+    runs = []
     try:
         with tempfile.TemporaryDirectory(prefix="dg-bench-outage-") as tmp:
-            report = run(Path(tmp), children, args)
+            for round_ in range(args.rounds):
+                for spool in spools:
+                    print(f"# round {round_ + 1}, spool {spool}", file=sys.stderr, flush=True)
+                    runs.append(run(Path(tmp) / f"{spool}-{round_}", children, args, spool))
+                    children.stop_all()
+                    children.procs.clear()
     finally:
         children.stop_all()
+    report = {"command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]), "runs": runs}
+    table = markdown(runs)
     print(json.dumps(report, indent=2))
+    print(table)
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        pb.write_report(args.out, report, table)
     return 0
 
 

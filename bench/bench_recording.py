@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -77,29 +76,15 @@ def metric_totals(url: str) -> dict[str, float]:
     return {name: pb.metric_sum(text, name) for name in names}
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every live process in a process group (the gateway and its
-    workers, the recorder's thread included), from /proc."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def measure(ctx: pb.Context, name: str, bodies: str | None, args: argparse.Namespace) -> dict:
     busy_before, _ = pb.wait_quiet(args.quiet_threshold, args.quiet_wait)
     url, procs = start_gateway(ctx, name, bodies, args.workers)
     try:
         pb.run_wrk(url, args.warmup, args)
-        cpu_before = group_cpu_seconds(procs[0].pid)
+        cpu_before = pb.group_cpu_seconds(procs[0].pid)
         wrk = pb.run_wrk(url, args.duration, args)
         time.sleep(1.5)  # the recorder's lines of the wrk run are written (tick + flush)
-        cpu_per_request_us = (group_cpu_seconds(procs[0].pid) - cpu_before) / max(wrk["requests"], 1) * 1e6
+        cpu_per_request_us = (pb.group_cpu_seconds(procs[0].pid) - cpu_before) / max(wrk["requests"], 1) * 1e6
         openloop = pb.run_openloop(url, args)
         time.sleep(2.5)  # the recorder's last lines reach the file (tick + flush)
         totals = metric_totals(url)

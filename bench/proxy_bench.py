@@ -252,6 +252,20 @@ def metric_sum(text: str, name: str, labels: str = "") -> float:
     return total
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in a process group (the gateway and its
+    workers, the recorder's thread included), from /proc."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def write_report(path: str, report: dict, tables: str) -> None:
     """The JSON report at `path` and its tables next to it (.md)."""
     out = Path(path)
