@@ -183,7 +183,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: s
         "events_lost": int(served) - appended,
         "events_dropped_metric": {reason: int(pb.metric_sum(text, "distillguard_events_dropped_total",
                                                          f'reason="{reason}"'))
-                                  for reason in ("spool_full", "redis_refused", "shutdown")},
+                                  for reason in ("spool_full", "redis_refused", "shutdown", "disk_full", "disk_failed")},
         "spool_left": int(pb.metric_sum(text, "distillguard_events_spool_entries")),
         "spool_peak_events": int(watch.peak_events),
         "spool_peak_bytes": int(watch.peak_bytes),

@@ -14,7 +14,7 @@ dropped, counted in `distillguard_events_dropped_total{reason="spool_full"}` and
 
 With `detection.spool.disk.directory` set, a worker whose appends fail moves what waits to
 segment files there (events_disk.py) after each failed round trip; while segments remain,
-newer events join their tail and the oldest segment is sent first. A worker stopped during
+the oldest is sent first and newer events wait in memory behind them. A worker stopped during
 an outage writes what it held, its batches being sent with their numbers; the next worker
 adopts the segments and appends them once each. Past `disk.max_bytes` the oldest segments are
 dropped, counted with `reason="disk_full"`.
@@ -193,20 +193,17 @@ class EventSink:
             self._waiting.clear()
 
     async def _step(self) -> bool:
-        """One round trip. With segments on disk, newer events first join their tail, and the
-        oldest segment is sent once nothing else is being sent."""
-        if self.disk is None or self.disk.empty:
-            if await self.flush():
-                return True
-            if self.disk is not None:
-                await self._spill()
-            return False
-        await self._spill()
-        if not self.spool.sending:
+        """One round trip. With segments on disk, the oldest is sent once nothing else is being
+        sent, and newer events wait in memory behind them; after a failure they join the disk's tail."""
+        if self.disk is not None and not self.disk.empty and not self.spool.sending:
             segment = await asyncio.to_thread(self.disk.oldest)
             if segment is not None:
                 self.spool.load(segment.events, segment.producer)
-        return await self.flush(fill=False)
+        if await self.flush(fill=self.disk is None or self.disk.empty):
+            return True
+        if self.disk is not None:
+            await self._spill()
+        return False
 
     async def _spill(self) -> None:
         """What waits in memory goes to the tail of the disk spool."""
