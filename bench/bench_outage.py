@@ -157,9 +157,13 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: s
     if load.returncode != 0:
         raise SystemExit(f"openloop failed: {err[-400:]}")
     client = json.loads(out.strip().splitlines()[-1])["results"][0]
+    # Until every served request's event is in a stream, or --settle passes: a saturated
+    # machine may take a while to flush what the workers held (what is left is spool_left).
     deadline = time.monotonic() + args.settle
-    while time.monotonic() < deadline and pb.metric_sum(pb.scrape(url), "distillguard_events_spool_entries") > 0:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and (
+            redis.stream_entries() < pb.metric_sum(pb.scrape(url), "distillguard_requests_total")
+            or pb.metric_sum(pb.scrape(url), "distillguard_events_spool_entries") > 0):
+        time.sleep(0.5)
     time.sleep(0.5)  # the last flush's reply, then one more scrape
     watch.stop.set()
     watch.thread.join(5)
@@ -209,7 +213,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--outage", type=float, default=10.0, help="seconds Redis stays down")
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--spool-events", type=int, default=50_000, help="detection.spool.max_events")
-    parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for the spool to empty")
+    parser.add_argument("--settle", type=float, default=120.0, help="most seconds to wait for the spool to empty")
     parser.add_argument("--spools", default="memory,disk",
                         help="spool variants run in turns: memory (in memory only), disk (detection.spool.disk on)")
     parser.add_argument("--rounds", type=int, default=1, help="turns over the variants")
