@@ -23,9 +23,11 @@ spool's depth. At the end, once the spool is empty (or --settle seconds passed):
 
 Each of --spools (`memory`: the spool in memory only; `disk`: with detection.spool.disk on)
 is run in turns, --rounds times, so the variants share the machine's state in one run.
+With --py-spy (pip install py-spy), every gateway worker is sampled during the load and the
+report gives each distillguard function's share of the samples (where the gateway's CPU goes).
 
     python bench/bench_outage.py [--workers 2] [--rate 500] [--duration 20] [--kill-at 5]
-                                 [--outage 10] [--spools memory,disk] [--rounds 1]
+                                 [--outage 10] [--spools memory,disk] [--rounds 1] [--py-spy]
                                  [--out bench/results/outage.json]
 
 Needs redis-server. All traffic stays on 127.0.0.1; every child runs in its own session
@@ -111,6 +113,38 @@ class SpoolWatch:
             self.requests = pb.metric_sum(text, "distillguard_requests_total")
 
 
+def start_py_spy(pgid: int, run_dir: Path, args: argparse.Namespace) -> list[tuple[subprocess.Popen, Path]]:
+    """py-spy sampling every gateway worker (on-CPU stacks) over the whole load."""
+    pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    spies = []
+    for pid in pids:
+        out = run_dir / f"py-spy-{pid}.txt"
+        spies.append((subprocess.Popen(["py-spy", "record", "--pid", pid, "--duration", f"{args.warmup + args.duration:.0f}",
+                                        "--rate", "50", "--format", "raw", "--nonblocking", "--output", str(out)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+    return spies
+
+
+def py_spy_profile(spies: list[tuple[subprocess.Popen, Path]], top: int = 14) -> dict:
+    """Share of the workers' CPU samples in each distillguard function (inclusive), largest first."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for spy, out in spies:
+        spy.wait(60)
+        if not out.exists():
+            continue
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            total += int(count)
+            names = {frame.split(" (")[0] + " (" + frame.split(" (")[1].split(":")[0] + ")"
+                     for frame in stack.split(";") if " (" in frame}
+            for name in names:
+                if ("service/" in name or "detectors/" in name) and "service/cli" not in name:
+                    inclusive[name] = inclusive.get(name, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
+    return {"samples": total, "share": {name: round(count / max(total, 1), 3) for name, count in ranked}}
+
+
 def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: str) -> dict:
     """One run with the spool in memory only (`memory`) or with its disk part (`disk`)."""
     ctx_dir.mkdir(parents=True)
@@ -145,6 +179,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: s
     parts = {"gateway": gateway.pid, "upstream simulator": upstream.pid, "load generator": load.pid}
     cpu_before = {name: pb.group_cpu_seconds(pgid) for name, pgid in parts.items()}
     busy_before = pb.cpu_times()
+    spies = start_py_spy(gateway.pid, ctx_dir, args) if args.py_spy else []
     time.sleep(args.warmup + args.kill_at)
     redis.kill()
     killed, served_at_kill = time.monotonic(), watch.requests
@@ -152,6 +187,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: s
     redis.start()
     outage, served_during_outage = time.monotonic() - killed, watch.requests - served_at_kill
     out, err = load.communicate(timeout=args.duration + args.warmup + 120)
+    profile = py_spy_profile(spies) if spies else None
     cpu = {name: pb.group_cpu_seconds(pgid) - cpu_before[name] for name, pgid in parts.items() if name != "load generator"}
     busy_after = pb.cpu_times()
     if load.returncode != 0:
@@ -197,6 +233,7 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: s
         # load ran, and how busy the whole machine was meanwhile.
         "cpu_ms_per_request": {name: round(seconds * 1000 / max(served, 1), 2) for name, seconds in cpu.items()},
         "machine_busy_pct": round(100 * (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9), 1),
+        "profile": profile,
         "client": {k: client[k] for k in ("scheduled", "ok", "errors", "error_kinds", "achieved_ok_rps",
                                           "p50_ms", "p99_ms", "max_ms", "send_behind_s")},
         "command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]),
@@ -217,6 +254,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--spools", default="memory,disk",
                         help="spool variants run in turns: memory (in memory only), disk (detection.spool.disk on)")
     parser.add_argument("--rounds", type=int, default=1, help="turns over the variants")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="profile the gateway's workers with py-spy (pip install py-spy) during the load")
     parser.add_argument("--out", help="also write the JSON report here (and its table as .md)")
     args = parser.parse_args(argv)
     if args.kill_at + args.outage >= args.duration:
@@ -234,6 +273,11 @@ def markdown(runs: list[dict]) -> str:
                     f"| {run['requests_served']:,} | {run['requests_served_during_outage']:,} "
                     f"| {run['events_appended']:,} | **{run['events_lost']}** | {run['spool_peak_events']:,} "
                     f"| {cpu['gateway']} | {cpu['upstream simulator']} | {run['machine_busy_pct']} % |")
+    for run in runs:
+        if run.get("profile"):
+            rows += ["", f"Gateway workers' CPU samples by function (inclusive), spool {run['spool']}, "
+                         f"{run['profile']['samples']:,} samples:", ""]
+            rows += [f"- {share:.1%} {name}" for name, share in run["profile"]["share"].items()]
     return "\n".join(rows)
 
 
