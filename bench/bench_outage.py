@@ -16,7 +16,8 @@ spool's depth. At the end, once the spool is empty (or --settle seconds passed):
   events appended  entries in the event streams (XLEN over every shard)
   events lost      served - appended (positive: lost; negative would be appended twice)
   spool peak       most events (and bytes) the gateway's workers held at once
-  served / offered requests answered over requests the load generator scheduled
+  answered / offered  requests the client got an answer to within its 10 s timeout, over
+                   those the load generator scheduled
   CPU ms/request   CPU time of the gateway's process group and of the upstream simulator
                    during the load, per served request, and how busy the machine was: where
                    the time went when fewer were served than offered
@@ -264,8 +265,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def markdown(runs: list[dict]) -> str:
-    rows = ["| spool | offered | Redis down | served / offered | served | served while down | events appended "
-            "| lost | spool peak (events) | gateway CPU ms/req | simulator CPU ms/req | machine busy |",
+    rows = ["| spool | offered | Redis down | answered within 10 s / offered | served (gateway count) "
+            "| served while down | events appended | lost | spool peak (events) | gateway CPU ms/req | simulator CPU ms/req | machine busy |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         cpu = run["cpu_ms_per_request"]
