@@ -16,9 +16,20 @@ spool's depth. At the end, once the spool is empty (or --settle seconds passed):
   events appended  entries in the event streams (XLEN over every shard)
   events lost      served - appended (positive: lost; negative would be appended twice)
   spool peak       most events (and bytes) the gateway's workers held at once
+  answered / offered  requests the client got an answer to within its 10 s timeout, over
+                   those the load generator scheduled
+  CPU ms/request   CPU time of the gateway's process group and of the upstream simulator
+                   during the load, per served request, and how busy the machine was: where
+                   the time went when fewer were served than offered
+
+Each of --spools (`memory`: the spool in memory only; `disk`: with detection.spool.disk on)
+is run in turns, --rounds times, so the variants share the machine's state in one run.
+With --py-spy (pip install py-spy), every gateway worker is sampled during the load and the
+report gives each distillguard function's share of the samples (where the gateway's CPU goes).
 
     python bench/bench_outage.py [--workers 2] [--rate 500] [--duration 20] [--kill-at 5]
-                                 [--outage 10] [--out bench/results/outage.json]
+                                 [--outage 10] [--spools memory,disk] [--rounds 1] [--py-spy]
+                                 [--out bench/results/outage.json]
 
 Needs redis-server. All traffic stays on 127.0.0.1; every child runs in its own session
 and is stopped by its process-group id. Nothing here asserts a figure.
@@ -30,14 +41,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -46,30 +55,6 @@ sys.path.insert(0, str(BENCH))
 import proxy_bench as pb  # noqa: E402  (its process, readiness and environment helpers)
 
 STREAMS = 8
-BIG = 1_000_000_000
-_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
-
-
-def metric_sum(text: str, name: str, labels: str = "") -> float:
-    """Sum of every sample of `name` whose labels contain `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) == name and labels in (match.group(2) or ""):
-            total += float(match.group(3))
-    return total
-
-
-def scrape(url: str, attempts: int = 3, timeout: float = 15.0) -> str:
-    """/metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:
-                return response.read().decode()
-        except OSError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 class Redis:
@@ -84,11 +69,7 @@ class Redis:
         return f"redis://{pb.LOOPBACK}:{self.port}/0"
 
     def start(self) -> None:
-        log = self.run_dir / "redis.log"
-        self.proc = self.children.start("redis-server", [
-            "redis-server", "--bind", pb.LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "yes",
-            "--appendfsync", "everysec", "--dir", str(self.run_dir), "--logfile", ""], log, cwd=self.run_dir)
-        pb.wait_redis(self.port, self.proc, log, timeout=60)
+        self.proc = pb.start_redis(self.children, self.run_dir, self.port, appendonly=True)
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -106,19 +87,9 @@ class Redis:
             client.close()
 
 
-def gateway_config(upstream: str, args: argparse.Namespace) -> dict:
-    return {
-        "log_level": "warning",
-        "key_secret": "bench-key-secret-not-for-production",
-        "redis_timeout": "250ms",
-        "upstream": {"base_url": upstream},
-        "limits": {"tiers": {
-            "default": {"requests": {"limit": BIG, "window": 60}, "tokens": {"limit": BIG * 1000, "window": 60},
-                        "concurrency": BIG},
-            "throttled": {"requests": {"limit": 10, "window": 60}},
-        }},
-        "detection": {"streams": STREAMS, "spool": {"max_events": args.spool_events}},
-    }
+def gateway_config(upstream: str, args: argparse.Namespace, disk_dir: Path | None) -> dict:
+    spool = {"max_events": args.spool_events, **({"disk": {"directory": str(disk_dir)}} if disk_dir else {})}
+    return pb.gateway_config(upstream, redis_timeout="250ms", detection={"streams": STREAMS, "spool": spool})
 
 
 class SpoolWatch:
@@ -135,18 +106,51 @@ class SpoolWatch:
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             try:
-                text = scrape(self.url, attempts=1, timeout=2.0)
+                text = pb.scrape(self.url, attempts=1, timeout=2.0)
             except OSError:
                 continue
-            self.peak_events = max(self.peak_events, metric_sum(text, "distillguard_events_spool_entries"))
-            self.peak_bytes = max(self.peak_bytes, metric_sum(text, "distillguard_events_spool_bytes"))
-            self.requests = metric_sum(text, "distillguard_requests_total")
+            self.peak_events = max(self.peak_events, pb.metric_sum(text, "distillguard_events_spool_entries"))
+            self.peak_bytes = max(self.peak_bytes, pb.metric_sum(text, "distillguard_events_spool_bytes"))
+            self.requests = pb.metric_sum(text, "distillguard_requests_total")
 
 
-def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
+def start_py_spy(pgid: int, run_dir: Path, args: argparse.Namespace) -> list[tuple[subprocess.Popen, Path]]:
+    """py-spy sampling every gateway worker (on-CPU stacks) over the whole load."""
+    pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    spies = []
+    for pid in pids:
+        out = run_dir / f"py-spy-{pid}.txt"
+        spies.append((subprocess.Popen(["py-spy", "record", "--pid", pid, "--duration", f"{args.warmup + args.duration:.0f}",
+                                        "--rate", "50", "--format", "raw", "--nonblocking", "--output", str(out)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+    return spies
+
+
+def py_spy_profile(spies: list[tuple[subprocess.Popen, Path]], top: int = 14) -> dict:
+    """Share of the workers' CPU samples in each distillguard function (inclusive), largest first."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for spy, out in spies:
+        spy.wait(60)
+        if not out.exists():
+            continue
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            total += int(count)
+            names = {frame.split(" (")[0] + " (" + frame.split(" (")[1].split(":")[0] + ")"
+                     for frame in stack.split(";") if " (" in frame}
+            for name in names:
+                if ("service/" in name or "detectors/" in name) and "service/cli" not in name:
+                    inclusive[name] = inclusive.get(name, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
+    return {"samples": total, "share": {name: round(count / max(total, 1), 3) for name, count in ranked}}
+
+
+def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace, spool: str) -> dict:
+    """One run with the spool in memory only (`memory`) or with its disk part (`disk`)."""
+    ctx_dir.mkdir(parents=True)
     dg = [sys.executable, "-m", "service.cli"]
-    env = {k: v for k, v in pb.child_env(PYTHONPATH=str(pb.ROOT), DISTILLGUARD_HOME=str(ctx_dir / "home")).items()
-           if not k.startswith("DISTILLGUARD_") or k == "DISTILLGUARD_HOME"}
+    env = pb.gateway_env(ctx_dir / "home")
     redis = Redis(children, ctx_dir)
     redis.start()
     upstream_port = pb.free_port()
@@ -155,7 +159,9 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
                               env=env)
     pb.wait_ready("mock-upstream", f"http://{pb.LOOPBACK}:{upstream_port}", upstream, upstream_log, 60)
     config_path = ctx_dir / "distillguard.yaml"
-    config_path.write_text(json.dumps(gateway_config(f"http://{pb.LOOPBACK}:{upstream_port}/v1", args), indent=2))
+    disk_dir = ctx_dir / "spool" if spool == "disk" else None
+    config_path.write_text(json.dumps(gateway_config(f"http://{pb.LOOPBACK}:{upstream_port}/v1", args, disk_dir),
+                                      indent=2))
     port = pb.free_port()
     serve = dg + ["serve", "--config", str(config_path), "--host", pb.LOOPBACK, "--port", str(port),
                   "--workers", str(args.workers), "--redis-url", redis.url]
@@ -171,6 +177,10 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     watch.thread.start()
     load = subprocess.Popen(openloop, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=pb.child_env(), start_new_session=True)
+    parts = {"gateway": gateway.pid, "upstream simulator": upstream.pid, "load generator": load.pid}
+    cpu_before = {name: pb.group_cpu_seconds(pgid) for name, pgid in parts.items()}
+    busy_before = pb.cpu_times()
+    spies = start_py_spy(gateway.pid, ctx_dir, args) if args.py_spy else []
     time.sleep(args.warmup + args.kill_at)
     redis.kill()
     killed, served_at_kill = time.monotonic(), watch.requests
@@ -178,23 +188,31 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
     redis.start()
     outage, served_during_outage = time.monotonic() - killed, watch.requests - served_at_kill
     out, err = load.communicate(timeout=args.duration + args.warmup + 120)
+    profile = py_spy_profile(spies) if spies else None
+    cpu = {name: pb.group_cpu_seconds(pgid) - cpu_before[name] for name, pgid in parts.items() if name != "load generator"}
+    busy_after = pb.cpu_times()
     if load.returncode != 0:
         raise SystemExit(f"openloop failed: {err[-400:]}")
     client = json.loads(out.strip().splitlines()[-1])["results"][0]
+    # Until every served request's event is in a stream, or --settle passes: a saturated
+    # machine may take a while to flush what the workers held (what is left is spool_left).
     deadline = time.monotonic() + args.settle
-    while time.monotonic() < deadline and metric_sum(scrape(url), "distillguard_events_spool_entries") > 0:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and (
+            redis.stream_entries() < pb.metric_sum(pb.scrape(url), "distillguard_requests_total")
+            or pb.metric_sum(pb.scrape(url), "distillguard_events_spool_entries") > 0):
+        time.sleep(0.5)
     time.sleep(0.5)  # the last flush's reply, then one more scrape
     watch.stop.set()
     watch.thread.join(5)
-    text = scrape(url)
-    served = metric_sum(text, "distillguard_requests_total")
+    text = pb.scrape(url)
+    served = pb.metric_sum(text, "distillguard_requests_total")
     appended = redis.stream_entries()
     return {
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
         "redis": pb.version_of(["redis-server", "--version"]),
+        "spool": spool,
         "workers": args.workers,
         "rate": args.rate,
         "duration_s": args.duration,
@@ -202,15 +220,21 @@ def run(ctx_dir: Path, children: pb.Children, args: argparse.Namespace) -> dict:
         "requests_served": int(served),
         "requests_served_during_outage": int(served_during_outage),
         "events_appended": appended,
-        "events_appended_metric": int(metric_sum(text, "distillguard_events_appended_total")),
+        "events_appended_metric": int(pb.metric_sum(text, "distillguard_events_appended_total")),
         "events_lost": int(served) - appended,
-        "events_dropped_metric": {reason: int(metric_sum(text, "distillguard_events_dropped_total",
+        "events_dropped_metric": {reason: int(pb.metric_sum(text, "distillguard_events_dropped_total",
                                                          f'reason="{reason}"'))
-                                  for reason in ("spool_full", "redis_refused", "shutdown")},
-        "spool_left": int(metric_sum(text, "distillguard_events_spool_entries")),
+                                  for reason in ("spool_full", "redis_refused", "shutdown", "disk_full", "disk_failed")},
+        "spool_left": int(pb.metric_sum(text, "distillguard_events_spool_entries")),
         "spool_peak_events": int(watch.peak_events),
         "spool_peak_bytes": int(watch.peak_bytes),
-        "redis_errors_events": int(metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
+        "redis_errors_events": int(pb.metric_sum(text, "distillguard_redis_errors_total", 'operation="events"')),
+        "served_over_offered": round(client["ok"] / max(client["scheduled"], 1), 3),
+        # CPU per request the gateway served (those the client gave up on included) while the
+        # load ran, and how busy the whole machine was meanwhile.
+        "cpu_ms_per_request": {name: round(seconds * 1000 / max(served, 1), 2) for name, seconds in cpu.items()},
+        "machine_busy_pct": round(100 * (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9), 1),
+        "profile": profile,
         "client": {k: client[k] for k in ("scheduled", "ok", "errors", "error_kinds", "achieved_ok_rps",
                                           "p50_ms", "p99_ms", "max_ms", "send_behind_s")},
         "command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]),
@@ -227,25 +251,60 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--outage", type=float, default=10.0, help="seconds Redis stays down")
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--spool-events", type=int, default=50_000, help="detection.spool.max_events")
-    parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait for the spool to empty")
-    parser.add_argument("--out", help="also write the JSON report here")
+    parser.add_argument("--settle", type=float, default=120.0, help="most seconds to wait for the spool to empty")
+    parser.add_argument("--spools", default="memory,disk",
+                        help="spool variants run in turns: memory (in memory only), disk (detection.spool.disk on)")
+    parser.add_argument("--rounds", type=int, default=1, help="turns over the variants")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="profile the gateway's workers with py-spy (pip install py-spy) during the load")
+    parser.add_argument("--out", help="also write the JSON report here (and its table as .md)")
     args = parser.parse_args(argv)
     if args.kill_at + args.outage >= args.duration:
         parser.error("--kill-at + --outage must end before --duration: the flush is measured under load")
     return args
 
 
+def markdown(runs: list[dict]) -> str:
+    rows = ["| spool | offered | Redis down | answered within 10 s / offered | served (gateway count) "
+            "| served while down | events appended | lost | spool peak (events) | gateway CPU ms/req | simulator CPU ms/req | machine busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        cpu = run["cpu_ms_per_request"]
+        rows.append(f"| {run['spool']} | {run['rate']:g} req/s | {run['outage_s']} s | {run['served_over_offered']} "
+                    f"| {run['requests_served']:,} | {run['requests_served_during_outage']:,} "
+                    f"| {run['events_appended']:,} | **{run['events_lost']}** | {run['spool_peak_events']:,} "
+                    f"| {cpu['gateway']} | {cpu['upstream simulator']} | {run['machine_busy_pct']} % |")
+    for run in runs:
+        if run.get("profile"):
+            rows += ["", f"Gateway workers' CPU samples by function (inclusive), spool {run['spool']}, "
+                         f"{run['profile']['samples']:,} samples:", ""]
+            rows += [f"- {share:.1%} {name}" for name, share in run["profile"]["share"].items()]
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    spools = [name for name in args.spools.split(",") if name]
+    if not set(spools) <= {"memory", "disk"}:
+        raise SystemExit("--spools takes memory and/or disk")
     children = pb.Children()
+    runs = []
     try:
         with tempfile.TemporaryDirectory(prefix="dg-bench-outage-") as tmp:
-            report = run(Path(tmp), children, args)
+            for round_ in range(args.rounds):
+                for spool in spools:
+                    print(f"# round {round_ + 1}, spool {spool}", file=sys.stderr, flush=True)
+                    runs.append(run(Path(tmp) / f"{spool}-{round_}", children, args, spool))
+                    children.stop_all()
+                    children.procs.clear()
     finally:
         children.stop_all()
+    report = {"command": " ".join(["python", "bench/bench_outage.py", *sys.argv[1:]]), "runs": runs}
+    table = markdown(runs)
     print(json.dumps(report, indent=2))
+    print(table)
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        pb.write_report(args.out, report, table)
     return 0
 
 

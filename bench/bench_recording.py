@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -42,23 +40,13 @@ sys.path.insert(0, str(BENCH))
 import proxy_bench as pb  # noqa: E402  (its process, nginx, wrk and open-loop helpers)
 
 VARIANTS = {"off": None, "features": "features", "full": "full"}
-BIG = 1_000_000_000
 
 
 def gateway_config(upstream: str, bodies: str | None, directory: Path) -> dict:
-    config = {
-        "log_level": "warning",
-        "key_secret": "bench-key-secret-not-for-production",
-        "upstream": {"base_url": upstream},
-        "limits": {"tiers": {
-            "default": {"requests": {"limit": BIG, "window": 60}, "tokens": {"limit": BIG * 1000, "window": 60},
-                        "concurrency": BIG},
-            "throttled": {"requests": {"limit": 10, "window": 60}},
-        }},
-    }
-    if bodies:
-        config["recording"] = {"enabled": True, "bodies": bodies, "directory": str(directory), "gzip": True}
-    return config
+    if not bodies:
+        return pb.gateway_config(upstream)
+    return pb.gateway_config(upstream, recording={"enabled": True, "bodies": bodies, "directory": str(directory),
+                                                  "gzip": True})
 
 
 def start_gateway(ctx: pb.Context, name: str, bodies: str | None, workers: int) -> tuple[str, list]:
@@ -66,18 +54,13 @@ def start_gateway(ctx: pb.Context, name: str, bodies: str | None, workers: int) 
     run_dir = ctx.tmp / name
     run_dir.mkdir(parents=True)
     redis_port, port = pb.free_port(), pb.free_port()
-    redis_log = run_dir / "redis.log"
-    redis = ctx.children.start("redis-server", [
-        "redis-server", "--bind", pb.LOOPBACK, "--port", str(redis_port), "--save", "", "--appendonly", "no",
-        "--dir", str(run_dir), "--logfile", ""], redis_log, cwd=run_dir)
-    pb.wait_redis(redis_port, redis, redis_log)
+    redis = pb.start_redis(ctx.children, run_dir, redis_port)
     config_path = run_dir / "distillguard.yaml"
     config_path.write_text(json.dumps(gateway_config(f"{ctx.upstream_url}/v1", bodies, run_dir / "recordings")))
     command, _ = ctx.dg_command
     argv = command + ["serve", "--config", str(config_path), "--host", pb.LOOPBACK, "--port", str(port),
                       "--workers", str(workers), "--redis-url", f"redis://{pb.LOOPBACK}:{redis_port}/0"]
-    env = {k: v for k, v in pb.child_env(PYTHONPATH=str(pb.ROOT), DISTILLGUARD_HOME=str(run_dir / "home")).items()
-           if not k.startswith("DISTILLGUARD_") or k == "DISTILLGUARD_HOME"}
+    env = pb.gateway_env(run_dir / "home")
     log = run_dir / "distillguard.log"
     gateway = ctx.children.start(name, argv, log, env=env, cwd=pb.ROOT)
     url = f"http://{pb.LOOPBACK}:{port}"
@@ -87,30 +70,10 @@ def start_gateway(ctx: pb.Context, name: str, bodies: str | None, workers: int) 
 
 def metric_totals(url: str) -> dict[str, float]:
     """Sums of the counters that say whether the recorder kept up (all labels added)."""
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+    text = pb.scrape(url)
     names = ("distillguard_requests_total", "distillguard_recording_records_total",
              "distillguard_recording_dropped_total", "distillguard_recording_written_bytes_total")
-    totals = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in totals:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every live process in a process group (the gateway and its
-    workers, the recorder's thread included), from /proc."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return {name: pb.metric_sum(text, name) for name in names}
 
 
 def measure(ctx: pb.Context, name: str, bodies: str | None, args: argparse.Namespace) -> dict:
@@ -118,10 +81,10 @@ def measure(ctx: pb.Context, name: str, bodies: str | None, args: argparse.Names
     url, procs = start_gateway(ctx, name, bodies, args.workers)
     try:
         pb.run_wrk(url, args.warmup, args)
-        cpu_before = group_cpu_seconds(procs[0].pid)
+        cpu_before = pb.group_cpu_seconds(procs[0].pid)
         wrk = pb.run_wrk(url, args.duration, args)
         time.sleep(1.5)  # the recorder's lines of the wrk run are written (tick + flush)
-        cpu_per_request_us = (group_cpu_seconds(procs[0].pid) - cpu_before) / max(wrk["requests"], 1) * 1e6
+        cpu_per_request_us = (pb.group_cpu_seconds(procs[0].pid) - cpu_before) / max(wrk["requests"], 1) * 1e6
         openloop = pb.run_openloop(url, args)
         time.sleep(2.5)  # the recorder's last lines reach the file (tick + flush)
         totals = metric_totals(url)
@@ -346,10 +309,7 @@ def main(argv=None) -> int:
 
 def _write(report: dict, tables: str, path: str) -> int:
     report["markdown"] = tables
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(tables + "\n")
+    pb.write_report(path, report, tables)
     return 0
 
 

@@ -244,10 +244,7 @@ def main(argv=None) -> int:
         children.stop_all()
     table = markdown(result)
     print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table + "\n")
+    pb.write_report(args.out, result, table)
     return 0
 
 

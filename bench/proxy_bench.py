@@ -186,6 +186,94 @@ def wait_redis(port: int, proc: subprocess.Popen, log: Path, timeout: float = 15
     raise TargetUnavailable(f"redis-server not answering PING after {timeout:.0f}s")
 
 
+def start_redis(children: Children, run_dir: Path, port: int, appendonly: bool = False) -> subprocess.Popen:
+    """redis-server on `port`, its files in `run_dir`; with `appendonly`, an append-only file
+    synced every second, so a killed (not crashed) server restarts with what it acknowledged."""
+    log = run_dir / "redis.log"
+    durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if appendonly else ["--appendonly", "no"]
+    proc = children.start("redis-server", [
+        "redis-server", "--bind", LOOPBACK, "--port", str(port), "--save", "", *durability, "--dir", str(run_dir),
+        "--protected-mode", "yes", "--logfile", ""], log, cwd=run_dir)
+    wait_redis(port, proc, log, timeout=60)
+    return proc
+
+
+BIG = 1_000_000_000
+
+
+def gateway_config(upstream: str, **sections) -> dict:
+    """A benchmark gateway's config (JSON is YAML): limits far above anything a benchmark can
+    send, and `sections` (detection, recording, ...) on top."""
+    return {
+        "log_level": "warning",
+        "key_secret": "bench-key-secret-not-for-production",
+        "upstream": {"base_url": upstream},
+        "limits": {"tiers": {
+            "default": {"requests": {"limit": BIG, "window": 60}, "tokens": {"limit": BIG * 1000, "window": 60},
+                        "concurrency": BIG},
+            "throttled": {"requests": {"limit": 10, "window": 60}, "tokens": {"limit": 20000, "window": 60},
+                          "concurrency": 2},
+        }},
+        **sections,
+    }
+
+
+def gateway_env(home: Path, **extra: str) -> dict[str, str]:
+    """A gateway child's environment: this checkout's code first, its own DISTILLGUARD_HOME, and
+    no stray DISTILLGUARD_* settings from the caller's shell (only `extra`)."""
+    path = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    env = {name: value for name, value in child_env(PYTHONPATH=path).items() if not name.startswith("DISTILLGUARD_")}
+    env.update(DISTILLGUARD_HOME=str(home), **extra)
+    return env
+
+
+_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
+
+
+def scrape(url: str, attempts: int = 3, timeout: float = 15.0) -> str:
+    """A gateway's /metrics, tried again on a timeout (a busy shared machine can be slow to answer)."""
+    for attempt in range(attempts):
+        try:
+            with _opener.open(f"{url}/metrics", timeout=timeout) as response:
+                return response.read().decode()
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum of every sample of `name` in a /metrics text whose labels contain `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == name and labels in (match.group(2) or ""):
+            total += float(match.group(3))
+    return total
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in a process group (the gateway and its
+    workers, the recorder's thread included), from /proc."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def write_report(path: str, report: dict, tables: str) -> None:
+    """The JSON report at `path` and its tables next to it (.md)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(tables + "\n")
+
+
 # --------------------------------------------------------------------------- nginx
 
 
@@ -353,53 +441,18 @@ class Distillguard(Target):
         redis_url = None
         if self.redis:
             redis_port = free_port()
-            redis_log = run_dir / "redis.log"
-            proc = self.ctx.children.start(
-                "redis-server",
-                ["redis-server", "--bind", LOOPBACK, "--port", str(redis_port), "--save", "", "--appendonly", "no",
-                 "--dir", str(run_dir), "--protected-mode", "yes", "--logfile", ""],
-                redis_log, cwd=run_dir,
-            )
-            self.procs.append(proc)
-            wait_redis(redis_port, proc, redis_log)
+            self.procs.append(start_redis(self.ctx.children, run_dir, redis_port))
             redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
         port = free_port()
         upstream = f"{self.ctx.upstream_url}/v1"
-        big = 1_000_000_000
-        config = {  # JSON is YAML; limits far above anything the benchmark can send
-            "log_level": "warning",
-            "key_secret": "bench-key-secret-not-for-production",
-            "upstream": {"base_url": upstream},
-            "limits": {
-                "tiers": {
-                    "default": {
-                        "requests": {"limit": big, "window": 60},
-                        "tokens": {"limit": big * 1000, "window": 60},
-                        "concurrency": big,
-                    },
-                    "throttled": {
-                        "requests": {"limit": 10, "window": 60},
-                        "tokens": {"limit": 20000, "window": 60},
-                        "concurrency": 2,
-                    },
-                },
-            },
-        }
         config_path = run_dir / "distillguard.yaml"
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        config_path.write_text(json.dumps(gateway_config(upstream), indent=2) + "\n")
         command, _ = self.ctx.dg_command
         argv = command + ["serve", "--config", str(config_path), "--host", LOOPBACK, "--port", str(port),
                           "--workers", str(self.workers)]
         if redis_url:
             argv += ["--redis-url", redis_url]
-        env = child_env(
-            DISTILLGUARD_UPSTREAM__BASE_URL=upstream,
-            DISTILLGUARD_HOME=str(run_dir / "home"),
-            PYTHONPATH=str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
-        )
-        for var in list(env):
-            if var.startswith("DISTILLGUARD_") and var not in ("DISTILLGUARD_UPSTREAM__BASE_URL", "DISTILLGUARD_HOME"):
-                env.pop(var)  # no stray settings from the caller's shell
+        env = gateway_env(run_dir / "home", DISTILLGUARD_UPSTREAM__BASE_URL=upstream)
         self.info["command"] = " ".join(shlex.quote(a) for a in argv)
         log = run_dir / "distillguard.log"
         proc = self.ctx.children.start(self.name, argv, log, env=env, cwd=ROOT)

@@ -12,6 +12,13 @@ again each shard's backlog goes first, in order, before anything newer. Only pas
 spool's bound (`detection.spool.max_events`, `max_bytes`, per worker) are the oldest
 dropped, counted in `distillguard_events_dropped_total{reason="spool_full"}` and logged.
 
+With `detection.spool.disk.directory` set, a worker whose appends fail moves what waits to
+segment files there (events_disk.py) after each failed round trip; while segments remain,
+the oldest is sent first and newer events wait in memory behind them. A worker stopped during
+an outage writes what it held, its batches being sent with their numbers; the next worker
+adopts the segments and appends them once each. Past `disk.max_bytes` the oldest segments are
+dropped, counted with `reason="disk_full"`.
+
 Each append is `events_append.lua` under a batch number that grows per process and shard:
 a retry of a batch whose reply was lost (Redis killed or stalled mid-call) finds its
 number applied and appends nothing, so every event is appended once and the scorer,
@@ -47,6 +54,7 @@ from detectors.features import RequestFeatures, request_features, to_fields
 
 from . import metrics
 from .config import Settings
+from .events_disk import DiskSpool
 from .events_spool import Batch, EventSpool, encode_event
 from .proxy import Exchange
 from .store import Store, event_producer_key, event_stream, queue_evalsha
@@ -61,6 +69,7 @@ RETRY_MIN_SECONDS = 0.05
 # retry of a batch whose reply was lost can come later.
 MARK_TTL_SECONDS = 86400
 LOG_EVERY_SECONDS = 10.0
+ADOPT_EVERY_SECONDS = 5.0  # how often a worker looks for the segments of stopped workers
 # Reply errors that pass (Redis loading its data, a failover, a full Redis): retried.
 # Any other reply error would recur on every retry: its batch is dropped and counted.
 PASSING_ERRORS = (ConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, TryAgainError,
@@ -88,6 +97,10 @@ def exchange_features(exchange: Exchange, salt: bytes) -> RequestFeatures:
     )
 
 
+def _producer_key(shard: int, batch: Batch, producer: str) -> str:
+    return event_producer_key(shard, batch.producer or producer)
+
+
 def _script_args(batch: Batch, maxlen: int) -> list:
     return [batch.seq, MARK_TTL_SECONDS, maxlen, *batch.events]
 
@@ -106,6 +119,9 @@ class EventSink:
         spool = settings.detection.spool
         self.spool = EventSpool(self.streams, spool.max_events, spool.max_bytes,
                                 batch=max(1, ROUND_TRIP_EVENTS // self.streams))
+        self.disk = (DiskSpool(spool.disk.directory, self.producer, spool.disk.max_bytes)
+                     if spool.disk.directory else None)
+        self._adopted_at = -ADOPT_EVERY_SECONDS
         self._waiting = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._unlogged: dict[str, int] = {}
@@ -126,33 +142,103 @@ class EventSink:
         self._task = asyncio.create_task(self._flush_forever())
 
     async def close(self, timeout: float = 2.0) -> None:
-        """Stop the flush task, then append whatever the spool holds (bounded by `timeout`)."""
+        """Stop the flush task, then append whatever the spool holds (bounded by `timeout`);
+        what is left goes to the disk spool if there is one, else it is dropped."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         try:
             async with asyncio.timeout(timeout):
-                while not self.spool.idle:
-                    if not await self.flush():
+                while not self.drained:
+                    if not await self._step():
                         await asyncio.sleep(RETRY_MIN_SECONDS)
         except TimeoutError:
-            self._dropped("shutdown", len(self.spool))
+            if self.disk is None:
+                self._dropped("shutdown", len(self.spool))
+        if self.disk is not None:
+            await asyncio.to_thread(self._keep_on_disk)
+            self._show_depth()
+
+    def _keep_on_disk(self) -> None:
+        """At stop: the batches being sent, with their numbers, before every segment; then the rest."""
+        numbered: dict[str, list] = {}  # producer -> its numbered events
+        for shard, batch in self.spool.take_sending():
+            numbered.setdefault(batch.producer or self.producer, []).extend(
+                (shard, batch.seq, event) for event in batch.events)
+        for producer, events in numbered.items():
+            self._write_disk(events, producer=producer, first=True)
+        self._write_disk([(shard, 0, event) for shard, event in self.spool.take_waiting()])
+        self.disk.close()
+
+    @property
+    def drained(self) -> bool:
+        return self.spool.idle and (self.disk is None or self.disk.empty)
 
     async def _flush_forever(self) -> None:
         delay = RETRY_MIN_SECONDS
         while True:
-            await self._waiting.wait()
-            self._waiting.clear()
-            while not self.spool.idle:
-                if await self.flush():
+            await self._adopt()
+            while not self.drained:
+                await self._adopt()
+                if await self._step():
                     delay = RETRY_MIN_SECONDS
                 else:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.retry_max)
+            try:
+                async with asyncio.timeout(ADOPT_EVERY_SECONDS if self.disk is not None else None):
+                    await self._waiting.wait()
+            except TimeoutError:
+                pass
+            self._waiting.clear()
 
-    async def flush(self) -> bool:
-        """Send each shard's oldest batch in one round trip; False when Redis did not take them all."""
-        batches = self.spool.batches()
+    async def _step(self) -> bool:
+        """One round trip. With segments on disk, the oldest is sent once nothing else is being
+        sent, and newer events wait in memory behind them; after a failure they join the disk's tail."""
+        if self.disk is not None and not self.disk.empty and not self.spool.sending:
+            segment = await asyncio.to_thread(self.disk.oldest)
+            if segment is not None:
+                self.spool.load(segment.events, segment.producer)
+        if await self.flush(fill=self.disk is None or self.disk.empty):
+            return True
+        if self.disk is not None:
+            await self._spill()
+        return False
+
+    async def _spill(self) -> None:
+        """What waits in memory goes to the tail of the disk spool."""
+        waiting = self.spool.take_waiting()
+        if waiting:
+            await asyncio.to_thread(self._write_disk, [(shard, 0, event) for shard, event in waiting])
+            self._show_depth()
+
+    def _write_disk(self, events: list, producer: str | None = None, first: bool = False) -> None:
+        try:
+            dropped = self.disk.write(events, producer, first)
+        except OSError as exc:
+            self._dropped("disk_failed", len(events), exc)
+        else:
+            self._dropped("disk_full", dropped)
+
+    async def _adopt(self) -> None:
+        """The segments of workers that stopped, every `ADOPT_EVERY_SECONDS` (at start first)."""
+        if self.disk is None or time.monotonic() - self._adopted_at < ADOPT_EVERY_SECONDS:
+            return
+        self._adopted_at = time.monotonic()
+        try:
+            adopted, dropped = await asyncio.to_thread(self.disk.adopt)
+        except OSError as exc:
+            log.warning("could not adopt the disk spool's segments (%s: %s)", type(exc).__name__, exc)
+            return
+        self._dropped("disk_full", dropped)
+        if adopted:
+            log.warning("adopted %d detection events from the disk spool of a stopped worker", adopted)
+            self._show_depth()
+
+    async def flush(self, fill: bool = True) -> bool:
+        """Send each shard's oldest batch in one round trip; False when Redis did not take them all.
+        Without `fill`, only the batches being sent already."""
+        batches = self.spool.batches(fill)
         if not batches:
             return True
         script = self.store.scripts["events_append"]
@@ -161,7 +247,7 @@ class EventSink:
                 for _ in range(2):
                     async with self.store.client.pipeline(transaction=False) as pipe:
                         for shard, batch in batches.items():
-                            keys = [event_stream(shard), event_producer_key(shard, self.producer)]
+                            keys = [event_stream(shard), _producer_key(shard, batch, self.producer)]
                             queue_evalsha(pipe, script.sha, keys, _script_args(batch, self.maxlen))
                         results = await pipe.execute(raise_on_error=False)
                     if not any(isinstance(result, NoScriptError) for result in results):
@@ -186,8 +272,11 @@ class EventSink:
         return True
 
     def _show_depth(self) -> None:
-        metrics.EVENTS_SPOOLED.set(self.spool.events)
+        on_disk = self.disk.events if self.disk is not None else 0
+        metrics.EVENTS_SPOOLED.set(self.spool.events + on_disk)
         metrics.EVENTS_SPOOLED_BYTES.set(self.spool.bytes)
+        if self.disk is not None:
+            metrics.EVENTS_SPOOLED_DISK_BYTES.set(self.disk.bytes)
 
     def _failed(self, exc: Exception) -> None:
         """Count the failed call; log when appends start failing, then every `LOG_EVERY_SECONDS`."""

@@ -50,6 +50,7 @@ class Batch:
     seq: int
     events: list[Event]
     size: int
+    producer: str | None = None  # whose number `seq` is, when not this process's (a disk segment's)
 
 
 @dataclass(slots=True)
@@ -99,10 +100,11 @@ class EventSpool:
         self.events -= 1
         self.bytes -= size
 
-    def batches(self) -> dict[int, Batch]:
-        """Each shard's batch to send now: the one that failed before, unchanged, else its oldest waiting events."""
+    def batches(self, fill: bool = True) -> dict[int, Batch]:
+        """Each shard's batch to send now: the one that failed before, unchanged, else (with
+        `fill`) its oldest waiting events."""
         ready = {}
-        for shard in sorted(self._nonempty):
+        for shard in sorted(self._nonempty) if fill else ():
             state = self.shards[shard]
             if state.sending is None:
                 events, size = [], 0
@@ -132,3 +134,46 @@ class EventSpool:
     @property
     def idle(self) -> bool:
         return self.events == 0
+
+    @property
+    def sending(self) -> bool:
+        return any(state.sending is not None for state in self.shards)
+
+    def take_waiting(self) -> list[tuple[int, Event]]:
+        """Every waiting event as (shard, event), oldest first, out of the spool (to disk)."""
+        taken = sorted(((arrival, shard, event, size) for shard in self._nonempty
+                        for arrival, event, size in self.shards[shard].waiting), key=lambda item: item[0])
+        for shard in self._nonempty:
+            self.shards[shard].waiting.clear()
+        self._nonempty.clear()
+        self.events -= len(taken)
+        self.bytes -= sum(size for *_, size in taken)
+        return [(shard, event) for _, shard, event, _ in taken]
+
+    def take_sending(self) -> list[tuple[int, Batch]]:
+        """Every batch being sent, out of the spool (to disk, with its number)."""
+        taken = [(shard, state.sending) for shard, state in enumerate(self.shards) if state.sending is not None]
+        for shard, batch in taken:
+            self.shards[shard].sending = None
+            self.events -= len(batch.events)
+            self.bytes -= batch.size
+        return taken
+
+    def load(self, events: list[tuple[int, int, Event]], producer: str | None) -> None:
+        """A disk segment's events, each shard's as the batch it sends next: numbered ones
+        under their number and `producer`, the others under this process's next number.
+        Only while nothing is being sent, so nothing newer goes before them."""
+        by_shard: dict[int, list[tuple[int, Event]]] = {}
+        for shard, seq, event in events:
+            by_shard.setdefault(shard % len(self.shards), []).append((seq, event))
+        for shard, items in by_shard.items():
+            state = self.shards[shard]
+            assert state.sending is None, "a segment is loaded only while nothing is being sent"
+            seq = items[0][0]
+            if not seq:
+                state.last_seq += 1
+            batch_events = [event for _, event in items]
+            size = sum(event_bytes(event) for event in batch_events)
+            state.sending = Batch(seq or state.last_seq, batch_events, size, producer if seq else None)
+            self.events += len(batch_events)
+            self.bytes += size

@@ -70,6 +70,11 @@ EVENTS_SPOOLED_BYTES = Gauge(
     "distillguard_events_spool_bytes", "Size of the held request features (field names and values).",
     multiprocess_mode="livesum",
 )
+# With detection.spool.disk (service/events_disk.py): the part of the spool on local disk.
+EVENTS_SPOOLED_DISK_BYTES = Gauge(
+    "distillguard_events_spool_disk_bytes", "Size of the segment files of the spool's disk part.",
+    multiprocess_mode="livesum",
+)
 EVENTS_CONSUMED = Counter(
     "distillguard_events_consumed_total",
     "Stream entries the scorer took in: counted in a key's window, already counted (replayed), or unreadable.",
@@ -120,6 +125,11 @@ RECORDING_RECORDS = Counter("distillguard_recording_records_total", "Requests wr
 RECORDING_BYTES = Counter("distillguard_recording_written_bytes_total", "Bytes written to traffic files (after gzip).")
 RECORDING_DROPPED = Counter(
     "distillguard_recording_dropped_total", "Finished requests not recorded, by why.", ["reason"]
+)
+# The console's prompt samples (service/recording/prompt_samples.py) go through Redis and are
+# not spooled: those a Redis error or a full queue loses are counted here.
+PROMPT_SAMPLES_DROPPED = Counter(
+    "distillguard_prompt_samples_dropped_total", "Console prompt samples not stored, by why.", ["reason"]
 )
 RECORDING_ERRORS = Counter(
     "distillguard_recording_errors_total", "Traffic file opens and writes that failed (full disk, unwritable directory)."

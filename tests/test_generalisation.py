@@ -18,8 +18,9 @@ import pytest
 
 from service.config import load_settings
 from service.offline import generalisation
+from service.offline.bounds import rate_bounds
 from service.offline.generalisation import GeneralisationPlan, as_record, measure, population
-from service.offline.generalisation_report import family_rows, rate_bounds, worst_cases
+from service.offline.generalisation_report import family_rows, worst_cases
 from service.offline.scoring import fit_detectors, record_features, score_records
 from traffic.scenarios import SCENARIOS, generate, key_streams
 
@@ -125,6 +126,13 @@ def test_bounds_are_exact_clopper_pearson_on_known_counts():
     assert math.isclose(low, 0.1871, abs_tol=1e-4) and math.isclose(high, 0.8129, abs_tol=1e-4)
     low, high = rate_bounds(1, 1000)
     assert low < 0.001 < high < 0.006
+
+
+def test_upper_bound_puts_the_whole_tail_above():
+    assert rate_bounds(0, 10, sided="upper") == (0.0, round(1 - 0.05 ** (1 / 10), 4))
+    assert rate_bounds(10, 10, sided="upper") == (0.0, 1.0)
+    low, high = rate_bounds(1, 1000, sided="upper")
+    assert low == 0.0 and high < rate_bounds(1, 1000)[1]
 
 
 def outcome(family: str, label: str, flagged: bool, draw: int = 0) -> dict:

@@ -1,12 +1,14 @@
 """The alert rules and the dashboard against Prometheus itself: `promtool check rules` on every
 rule file, the promtool unit tests of deploy/prometheus/alerts.test.yml (every alert fires on
 its series and stays quiet on normal traffic), and a real Prometheus scraping a live gateway
-and scorer that sees the shipped Redis alert go pending once Redis stops, and holds the
-series every dashboard query reads."""
+and scorer that sees the shipped Redis alert go pending once Redis stops (and a copy of it
+with a short `for` fire and reach an Alertmanager), and holds the series every dashboard
+query reads."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import threading
@@ -36,6 +38,10 @@ from tests.test_dashboards import GRAFANA_INTERVALS, RULES, SCRAPE_CONFIG, dashb
 PROMETHEUS_DIR = RULES.parent
 UNIT_TESTS = PROMETHEUS_DIR / "alerts.test.yml"
 REDIS_ALERT = "DistillguardRedisErrors"
+# The shipped Redis alert waits `for: 2m` before it fires; this copy of it (same expression,
+# labels and annotations) waits 5 s, so the test sees an alert fire without adding 2 minutes.
+SHORT_REDIS_ALERT = "DistillguardRedisErrorsShortFor"
+SHORT_FOR = "5s"
 REVIEWER_TOKEN = "prometheus-test-reviewer-token-0123456789"
 # Dashboard series that exist only once something goes wrong (a labelled counter has no series
 # before its first increment), with what it takes; the live run below causes everything else.
@@ -111,10 +117,13 @@ def test_promtool_unit_tests_of_the_alerts_pass():
 
 
 class Webhook(BaseHTTPRequestHandler):
-    """A loopback webhook that accepts every alert."""
+    """A loopback webhook that accepts every alert; it is Prometheus's Alertmanager too, and
+    keeps what Prometheus sends there (its v2 API: a JSON list of firing alerts)."""
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/api/v2/alerts":
+            self.server.alertmanager_received.extend(json.loads(body))
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -132,6 +141,8 @@ class Observed:
     redis_alerts_before: list[dict]
     redis_alerts_after: list[dict]
     gateway_instance: str
+    short_alerts: list[dict]  # the short-`for` copy, once firing
+    alertmanager_received: list[dict]  # what Prometheus sent its Alertmanager
     names: set[str]
     answered: set[str]  # dashboard queries that returned samples, before or after Redis stopped
 
@@ -139,6 +150,15 @@ class Observed:
 def run_dashboard_queries(prometheus) -> set[str]:
     """Runs every dashboard query (Prometheus refusing one fails the call); those with samples."""
     return {expr for _, expr in dashboard_queries() if prometheus.query(GRAFANA_INTERVALS.sub("1m", expr))}
+
+
+def short_for_redis_rule(directory: Path) -> Path:
+    """A rule file holding the shipped Redis alert with only its name and `for` changed."""
+    (shipped,) = [rule for rule in rules() if rule["alert"] == REDIS_ALERT]
+    path = directory / "short_for.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "test-short-for", "rules": [
+        {**shipped, "alert": SHORT_REDIS_ALERT, "for": SHORT_FOR}]}]}))
+    return path
 
 
 def wrong_sign_in(url: str) -> int:
@@ -155,6 +175,7 @@ def observed(tmp_path_factory):
     and the console on, scraped by Prometheus every second with the shipped alert rules. A
     harvester gets flagged and throttled, then Redis stops under steady traffic."""
     webhook = ThreadingHTTPServer((LOOPBACK, 0), Webhook)
+    webhook.alertmanager_received = []
     threading.Thread(target=webhook.serve_forever, daemon=True).start()
     redis_server, upstream = start_redis(), start_mock_upstream()
     config = base_config(
@@ -175,7 +196,8 @@ def observed(tmp_path_factory):
         scorer = start_scorer(config, redis_server.url, name="scorer", metrics_port=metrics_port)
         prometheus = start_prometheus(
             {"distillguard": [f"{LOOPBACK}:{gateway.port}"], "distillguard-scorer": [f"{LOOPBACK}:{metrics_port}"]},
-            [RULES],
+            [RULES, short_for_redis_rule(tmp_path_factory.mktemp("rules"))],
+            alertmanagers=[f"{LOOPBACK}:{webhook.server_port}"],
         )
         flags = 'sum(distillguard_flags_total{job="distillguard-scorer"})'
         asyncio.run(send(gateway.base_url, "sk-prometheus-harvester", [harvest_request(i) for i in range(60)]))
@@ -195,7 +217,8 @@ def observed(tmp_path_factory):
                                for group in prometheus.api("rules")["groups"] for rule in group["rules"]),
                    timeout=30, what="rules evaluated")
         up = {sample["metric"]["job"]: float(sample["value"][1]) for sample in prometheus.query("up")}
-        rule_states = [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
+        rule_states = [rule for group in prometheus.api("rules")["groups"] if group["file"] == str(RULES)
+                       for rule in group["rules"]]
         redis_alerts_before = prometheus.alerts(REDIS_ALERT)
         answered = run_dashboard_queries(prometheus)
 
@@ -211,13 +234,19 @@ def observed(tmp_path_factory):
 
         threading.Thread(target=steady_traffic, daemon=True).start()
         # The shipped rule, unchanged: pending as soon as its expression holds; it would fire
-        # after its `for: 2m`, which this test does not wait for.
+        # after its `for: 2m`, which this test does not wait for. Its short-`for` copy fires.
         redis_alerts_after = wait_until(lambda: prometheus.alerts(REDIS_ALERT), timeout=90,
                                         what=f"{REDIS_ALERT} in Prometheus's /api/v1/alerts")
+        short_alerts = wait_until(
+            lambda: [alert for alert in prometheus.alerts(SHORT_REDIS_ALERT) if alert["state"] == "firing"],
+            timeout=60, what=f"{SHORT_REDIS_ALERT} firing")
+        wait_until(lambda: any(alert["labels"]["alertname"] == SHORT_REDIS_ALERT
+                               for alert in webhook.alertmanager_received),
+                   timeout=30, what=f"{SHORT_REDIS_ALERT} sent to the Alertmanager")
         names = set(prometheus.api("label/__name__/values"))
         answered |= run_dashboard_queries(prometheus)  # the Redis error panels have data now
         yield Observed(rule_states, up, redis_alerts_before, redis_alerts_after, f"{LOOPBACK}:{gateway.port}",
-                       names, answered)
+                       short_alerts, list(webhook.alertmanager_received), names, answered)
     finally:
         stop_traffic.set()
         for process in (prometheus, scorer, gateway, upstream, redis_server):
@@ -246,6 +275,20 @@ def test_stopping_redis_sets_the_redis_alert_pending_for_the_gateway(observed):
     assert alert["labels"]["instance"] == observed.gateway_instance
     assert alert["labels"]["severity"] == "critical"
     assert float(alert["value"]) > 0.1  # the shipped threshold: Redis calls failing per second
+
+
+def test_the_redis_alert_fires_once_its_for_has_passed_and_reaches_the_alertmanager(observed):
+    """The shipped expression, held for the copy's `for`, fires; Prometheus sends it on."""
+    (alert,) = [alert for alert in observed.short_alerts if alert["labels"]["job"] == "distillguard"]
+    assert alert["labels"]["instance"] == observed.gateway_instance
+    assert float(alert["value"]) > 0.1
+    (sent,) = {json.dumps(received["labels"], sort_keys=True): received for received in observed.alertmanager_received
+               if received["labels"]["alertname"] == SHORT_REDIS_ALERT
+               and received["labels"]["job"] == "distillguard"}.values()
+    assert sent["labels"]["severity"] == "critical"
+    assert sent["labels"]["instance"] == observed.gateway_instance
+    assert sent["annotations"]["runbook"] == "docs/operations.md#redis-errors"
+    assert not any(received["labels"]["alertname"] == REDIS_ALERT for received in observed.alertmanager_received)
 
 
 def test_prometheus_holds_every_series_the_dashboard_queries(observed):

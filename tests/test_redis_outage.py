@@ -87,3 +87,34 @@ def test_a_stuck_redis_does_not_hang_requests(gateway_factory, upstream, own_red
         own_redis.resume()
     assert [r.status_code for r in responses] == [200, 200, 200]
     wait_until(lambda: "x-ratelimit-limit-requests" in post(gateway).headers, timeout=15, what="limits back")
+
+
+def test_console_prompt_samples_lost_to_an_outage_are_counted(own_redis):
+    """Prompt samples are not spooled: those a down Redis refuses are counted, one by one."""
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from service.recording import PromptSamples
+    from service.store import connect
+    from tests.test_events_spool import _exchange
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("distillguard_prompt_samples_dropped_total", {"reason": "redis_error"}) or 0
+
+    async def run() -> None:
+        samples = PromptSamples(await connect(own_redis.url, timeout=0.2), timeout=0.2)
+        samples.start()
+        own_redis.stop()
+        for i in range(5):
+            samples.listen(_exchange("sk-samples", i))
+        for _ in range(100):
+            if samples.queue.empty() and lost() - before >= 5:
+                break
+            await asyncio.sleep(0.05)
+        await samples.close()
+        await samples.client.aclose()
+
+    before = lost()
+    asyncio.run(run())
+    assert lost() - before == 5

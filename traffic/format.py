@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import IO
+from typing import IO, NoReturn
 
 __all__ = ["TrafficRecord", "TrafficFormatError", "TrafficWriter", "read_traffic", "write_record", "LABELS",
            "TEXT_FEATURES"]
@@ -200,14 +200,15 @@ def _record(obj: object, key_id_of: KeyIdOf | None) -> TrafficRecord:
     return TrafficRecord(
         float(ts), key_id, ip, method, path,
         {} if headers is None else _headers(headers),
-        body if body is None or type(body) is dict else _object("body", body),
-        label if label is None or (type(label) is str and label in LABELS) else _label(label),
-        scenario if scenario is None or type(scenario) is str else _string("scenario", scenario),
+        body if body is None or type(body) is dict else _refuse("body", "must be a JSON object or null"),
+        label if label is None or (type(label) is str and label in LABELS)
+        else _refuse("label", "must be 'benign', 'attack' or null"),
+        scenario if scenario is None or type(scenario) is str else _refuse("scenario", "must be a string or null"),
         None if status is None else _status(status),
         None if latency_ms is None else _non_negative("latency_ms", latency_ms),
         None if usage is None else _usage(usage),
         None if features is None else _features(features),
-        family if family is None or type(family) is str else _string("family", family),
+        family if family is None or type(family) is str else _refuse("family", "must be a string or null"),
     )
 
 
@@ -288,22 +289,9 @@ def _headers(value: object) -> dict:
     return value
 
 
-def _object(name: str, value: object) -> dict:
-    if type(value) is not dict:
-        raise _Invalid(name, "must be a JSON object or null")
-    return value
-
-
-def _label(value: object) -> str:
-    if type(value) is not str or value not in LABELS:
-        raise _Invalid("label", "must be 'benign', 'attack' or null")
-    return value
-
-
-def _string(name: str, value: object) -> str:
-    if type(value) is not str:
-        raise _Invalid(name, "must be a string or null")
-    return value
+def _refuse(name: str, problem: str) -> NoReturn:
+    """A field's check failed: raised from inside `_record`'s expression."""
+    raise _Invalid(name, problem)
 
 
 def _status(value: object) -> int:

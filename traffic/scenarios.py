@@ -155,25 +155,17 @@ def attack_mix(keys: int) -> dict[str, int]:
     return {name: keys for name, scenario in SCENARIOS.items() if scenario.label == ATTACK} if keys else {}
 
 
-def generate(
-    scenarios: Mapping[str, int],
-    hours: float,
-    seed: int,
-    *,
-    start_ts: float = DEFAULT_START_TS,
-    params: Mapping[str, Mapping] | None = None,
-    randomise: bool = False,
-) -> Iterator[dict]:
+def generate(scenarios: Mapping[str, int], hours: float, seed: int, **options) -> Iterator[dict]:
     """Labelled records of `scenarios` (name -> number of keys) over `hours`, in ts order.
 
     Each key draws from its own `random.Random(f"{seed}:{name}:{index}")`, so adding a
     scenario never changes another's keys. `params` overrides a scenario's defaults, e.g.
     `{"hydra": {"network_size": 50}}`. Group scenarios (hydra, office_nat) split their keys
     into groups of `network_size` / `office_size` that share a template or an address.
-    `randomise` makes every key also re-draw how it sends (traffic/variation.py).
+    `randomise` makes every key also re-draw how it sends (traffic/variation.py). `options`
+    are `key_streams`'s: `start_ts`, `params`, `randomise`.
     """
-    streams = [stream for _, stream in key_streams(scenarios, hours, seed, start_ts=start_ts, params=params,
-                                                   randomise=randomise)]
+    streams = [stream for _, stream in key_streams(scenarios, hours, seed, **options)]
     return heapq.merge(*streams, key=operator.itemgetter("ts"))
 
 

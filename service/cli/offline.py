@@ -75,10 +75,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         generalisation_cli.run(args, settings)
         return
     try:
-        plan = Plan(benign=2000 if args.benign is None else args.benign,
-                    attacks_per_scenario=args.attacks_per_scenario, hours=24.0 if args.hours is None else args.hours,
-                    seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr,
-                    scenarios=tuple(args.scenario), param_items=tuple(args.param), linkage=not args.no_linkage)
+        plan = Plan.given(benign=args.benign, attacks_per_scenario=args.attacks_per_scenario, hours=args.hours,
+                          seed=args.seed, train_share=args.train_share, target_fpr=args.target_fpr,
+                          scenarios=tuple(args.scenario), param_items=tuple(args.param),
+                          linkage=not args.no_linkage)
         result = run_evaluation(plan, settings, progress=lambda message: print(message, file=sys.stderr, flush=True))
     except ValueError as exc:
         sys.exit(f"distillguard evaluate: {exc}")

@@ -90,6 +90,16 @@ class LinkageSettings(StrictModel):
         return self
 
 
+class DiskSpoolSettings(StrictModel):
+    """The spool's part on local disk (service/events_disk.py): off unless `directory` is set."""
+
+    # Each worker writes its segments here; one gateway's workers (and the next gateway,
+    # after a restart) share it. Local disk, not shared between machines.
+    directory: str | None = None
+    # Bytes of segment files per worker; past it the oldest segments are dropped and counted.
+    max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+
+
 class SpoolSettings(StrictModel):
     """The gateway's buffer of events not yet in Redis (service/events_spool.py, docs/operations.md)."""
 
@@ -99,6 +109,7 @@ class SpoolSettings(StrictModel):
     max_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # While Redis fails, appends are retried after a pause that doubles up to this long.
     retry_max: float = 2.0
+    disk: DiskSpoolSettings = Field(default_factory=DiskSpoolSettings)
 
     _parse_retry = field_validator("retry_max", mode="before")(lambda cls, v: parse_duration(v))
 

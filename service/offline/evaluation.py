@@ -28,6 +28,7 @@ from traffic.simulate import parse_mix, parse_params
 from ..config import Settings
 from ..keys import KeyHasher
 from ..scoring.detection import ladder_config
+from .bounds import rate_bounds
 from .linkage import LinkageRun, linkage_run
 from .scoring import FittedDetectors, ScoreReport, fit_detectors, score_records
 
@@ -44,30 +45,46 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What one evaluation simulates and how it splits the honest keys; `scenarios` and
+class SimulationPlan:
+    """What every evaluation simulates and how it splits the honest keys; `scenarios` and
     `param_items` are spelt as `distillguard simulate` takes them (NAME=N, SCENARIO.NAME=VALUE)."""
 
     benign: int = 2000
-    attacks_per_scenario: int = 10
     hours: float = 24.0
     seed: int = 1
     train_share: float = 0.5
     target_fpr: float = 0.001
     scenarios: tuple[str, ...] = ()
     param_items: tuple[str, ...] = ()
-    linkage: bool = True  # run the cross-key linkage passes too (when the settings enable them)
 
     def __post_init__(self) -> None:
         if not 0 < self.train_share < 1:
             raise ValueError("train_share must be between 0 and 1 (exclusive): both halves need keys")
-        if self.benign < 2 or self.attacks_per_scenario < 1 or self.hours <= 0:
-            raise ValueError("need at least 2 benign keys, 1 key per attack scenario and a positive duration")
+        if self.benign < 2 or self.hours <= 0:
+            raise ValueError("need at least 2 honest keys and a positive duration")
         parse_params(list(self.param_items))
 
     @property
     def params(self) -> dict[str, dict]:
         return parse_params(list(self.param_items))
+
+    @classmethod
+    def given(cls, **fields):
+        """The plan of the fields a command line gave (None: not given, the plan's default)."""
+        return cls(**{name: value for name, value in fields.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class Plan(SimulationPlan):
+    """One evaluation: the simulated population, every attack scenario at `attacks_per_scenario` keys."""
+
+    attacks_per_scenario: int = 10
+    linkage: bool = True  # run the cross-key linkage passes too (when the settings enable them)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.attacks_per_scenario < 1:
+            raise ValueError("need at least 1 key per attack scenario")
 
 
 def population(plan: Plan) -> dict[str, int]:
@@ -161,17 +178,6 @@ def threshold_sweep(scores: Iterable[tuple[str, float]]) -> list[dict]:
                        "recall": float(caught / len(attack)) if len(attack) else 0.0,
                        "false_positive_rate": float(false / len(benign)) if len(benign) else 0.0})
     return points
-
-
-def fpr_upper_bound(false_positives: int, keys: int, confidence: float = 0.95) -> float | None:
-    """One-sided Clopper-Pearson upper bound: how high the rate may be given what was seen."""
-    if keys == 0:
-        return None
-    if false_positives >= keys:
-        return 1.0
-    from scipy.stats import beta
-
-    return float(beta.ppf(confidence, false_positives + 1, keys - false_positives))
 
 
 def goals(summary: dict, linkage: bool = True) -> list[dict]:
@@ -286,6 +292,8 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
             key["nearest_rule"] = nearest_rule(*last, pipeline.pipeline.rules.rules)
     benign_keys = [o for o in report.keys.values() if o.label == BENIGN]
     evaluated = [o for o in benign_keys if o.requests >= FIRST_EVALUATION]
+    # Keys too quiet to be evaluated cannot be flagged: the bound counts only the others.
+    fpr_bounds = rate_bounds(sum(1 for o in evaluated if o.flag), len(evaluated), sided="upper")
     return {
         "plan": asdict(plan),
         "population": mix,
@@ -299,8 +307,7 @@ def run_evaluation(plan: Plan, settings: Settings, progress: Progress = lambda m
         "summary": summary,
         "honest_keys": len(benign_keys),
         "honest_keys_evaluated": len(evaluated),
-        # Keys too quiet to be evaluated cannot be flagged: the bound counts only the others.
-        "fpr_upper_bound_95": fpr_upper_bound(sum(1 for o in evaluated if o.flag), len(evaluated)),
+        "fpr_upper_bound_95": fpr_bounds and fpr_bounds[1],
         "goals": goals(summary, linkage is not None),
         "key_scores": [{"key_id": o.key_id, "label": o.label, "scenario": o.scenario, "score": round(o.max_score, 6),
                         "flagged": bool(o.flag)} for o in report.keys.values()],

@@ -18,12 +18,20 @@ from dataclasses import asdict, dataclass, replace
 
 from traffic.format import TrafficRecord
 from traffic.scenarios import ATTACK, BENIGN, SCENARIOS, key_streams
-from traffic.simulate import parse_mix, parse_params
+from traffic.simulate import parse_mix
 
 from ..config import Settings
 from ..keys import KeyHasher
 from ..recording.lines import parameters_of, text_features
-from .evaluation import EVALUATION_SECRET, FIRST_EVALUATION, SettledKeys, commit, in_training, pipeline_with
+from .evaluation import (
+    EVALUATION_SECRET,
+    FIRST_EVALUATION,
+    SettledKeys,
+    SimulationPlan,
+    commit,
+    in_training,
+    pipeline_with,
+)
 from .generalisation_report import family_rows, worst_cases
 from .scoring import FittedDetectors, fit_detectors, score_records
 
@@ -35,33 +43,26 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class GeneralisationPlan:
+class GeneralisationPlan(SimulationPlan):
     """One generalisation run: the population, the draws, and the conditions measured."""
 
     benign: int = 300
-    attacks_per_family: int = 10
     hours: float = 6.0
-    seed: int = 1
+    attacks_per_family: int = 10
     draws: int = 1
-    train_share: float = 0.5
-    target_fpr: float = 0.001
     randomise: bool = True
     hold_out_families: bool = False
     drop_usage: bool = False
     features_mode: bool = False
     max_requests_per_key: int = 1000
-    scenarios: tuple[str, ...] = ()
-    param_items: tuple[str, ...] = ()
     families: tuple[str, ...] = ()  # only these families (default: every single-key family)
 
     def __post_init__(self) -> None:
-        if not 0 < self.train_share < 1:
-            raise ValueError("train_share must be between 0 and 1 (exclusive)")
-        if self.benign < 2 or self.attacks_per_family < 0 or self.hours <= 0 or self.draws < 1:
-            raise ValueError("need at least 2 honest keys, a positive duration and at least one draw")
+        super().__post_init__()
+        if self.attacks_per_family < 0 or self.draws < 1:
+            raise ValueError("need no negative number of attack keys, and at least one draw")
         if self.max_requests_per_key < FIRST_EVALUATION:
             raise ValueError(f"max_requests_per_key must be at least {FIRST_EVALUATION}")
-        parse_params(list(self.param_items))
         known = {scenario.family_of(name) for name, scenario in SCENARIOS.items()}
         unknown = sorted(set(self.families) - known)
         if unknown:
@@ -132,16 +133,12 @@ def simulated(plan: GeneralisationPlan, mix: dict[str, int], seed: int, conditio
     `max_requests_per_key`, and no longer generated once it is in `settled`."""
     hasher = KeyHasher(EVALUATION_SECRET)
     streams = []
-    for raw_key, stream in key_streams(mix, plan.hours, seed, params=plan_params(plan), randomise=plan.randomise):
+    for raw_key, stream in key_streams(mix, plan.hours, seed, params=plan.params, randomise=plan.randomise):
         key_id = hasher.key_id(raw_key)
         if keep(key_id, scenario_of(raw_key)):
             streams.append(_capped(stream, key_id, plan.max_requests_per_key, settled))
     for key_id, item in heapq.merge(*streams, key=lambda pair: pair[1]["ts"]):
         yield as_record(item, key_id, condition)
-
-
-def plan_params(plan: GeneralisationPlan) -> dict[str, dict]:
-    return parse_params(list(plan.param_items))
 
 
 def _capped(stream: Iterator[dict], key_id: str, limit: int, settled) -> Iterator[tuple[str, dict]]:

@@ -7,8 +7,6 @@ import argparse
 import json
 import sys
 
-DEFAULT_BENIGN, DEFAULT_HOURS = 300, 6.0
-
 
 def add_arguments(evaluate: argparse.ArgumentParser) -> None:
     group = evaluate.add_argument_group(
@@ -41,11 +39,9 @@ def run(args: argparse.Namespace, settings) -> None:
     from .generalisation_report import format_generalisation
 
     try:
-        plan = GeneralisationPlan(
-            benign=DEFAULT_BENIGN if args.benign is None else args.benign,
-            attacks_per_family=args.attacks_per_scenario,
-            hours=DEFAULT_HOURS if args.hours is None else args.hours, seed=args.seed, draws=args.draws,
-            train_share=args.train_share, target_fpr=args.target_fpr, randomise=args.randomise,
+        plan = GeneralisationPlan.given(
+            benign=args.benign, attacks_per_family=args.attacks_per_scenario, hours=args.hours, seed=args.seed,
+            draws=args.draws, train_share=args.train_share, target_fpr=args.target_fpr, randomise=args.randomise,
             hold_out_families=args.hold_out_families, drop_usage=args.drop_usage, features_mode=args.features_mode,
             max_requests_per_key=args.max_requests_per_key, scenarios=tuple(args.scenario),
             param_items=tuple(args.param), families=tuple(f for f in args.families.split(",") if f))

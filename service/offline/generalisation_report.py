@@ -9,22 +9,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .bounds import rate_bounds
+
 ATTACK = "attack"
 CONDITION_TITLES = {"full": "with usage", "no_usage": "without usage", "features": "features mode",
                     "features_no_usage": "features, no usage"}
-
-
-def rate_bounds(hits: int, trials: int, confidence: float = 0.95) -> tuple[float, float] | None:
-    """Two-sided Clopper-Pearson interval of a rate seen as `hits` of `trials`: exact, and
-    never narrower than the data allow (0 of 20 still allows up to 0.168)."""
-    if trials <= 0:
-        return None
-    from scipy.stats import beta
-
-    alpha = 1.0 - confidence
-    low = 0.0 if hits == 0 else float(beta.ppf(alpha / 2, hits, trials - hits + 1))
-    high = 1.0 if hits >= trials else float(beta.ppf(1 - alpha / 2, hits + 1, trials - hits))
-    return round(low, 4), round(high, 4)
 
 
 def _cell(outcomes: list[dict]) -> dict:

@@ -3,7 +3,9 @@ prompts (`recording.bodies: full`): a reviewer judging a flag wants to read what
 
 Like the event sink, the request path only queues: a background task writes batches in
 one pipelined round trip (LPUSH, LTRIM to `SAMPLES_KEPT`, EXPIRE per key). A full queue or
-a Redis error drops samples and logs; a client never waits for them. Each sample is the
+a Redis error drops samples, counted in `distillguard_prompt_samples_dropped_total{reason}`
+and logged; a client never waits for them. They are not spooled through an outage: they
+are a reviewer's recent examples, and the next requests after Redis returns refill them. Each sample is the
 newest user turn, cut to `SAMPLE_CHARS`: bounded memory, never the API key or headers.
 """
 
@@ -54,6 +56,7 @@ class PromptSamples:
                       "text": text[:SAMPLE_CHARS], "chars": len(text)}
             self.queue.put_nowait((exchange.key_id, json.dumps(sample, separators=(",", ":"))))
         except asyncio.QueueFull:
+            metrics.PROMPT_SAMPLES_DROPPED.labels("queue_full").inc()
             self._complain("queue full")
         except Exception:
             log.exception("prompt samples: listener failed")
@@ -89,6 +92,7 @@ class PromptSamples:
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             metrics.REDIS_ERRORS.labels("prompt_samples").inc()
+            metrics.PROMPT_SAMPLES_DROPPED.labels("redis_error").inc(len(batch))
             self._complain(f"{type(exc).__name__}: {exc}")
 
     def _complain(self, why: str) -> None:

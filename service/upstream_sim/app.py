@@ -211,10 +211,6 @@ class MockUpstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _sse(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
 async def _sleep(seconds: float) -> None:
     if seconds > 0:
         await asyncio.sleep(seconds)

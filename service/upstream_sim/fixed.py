@@ -8,7 +8,7 @@ import time
 import uuid
 import zlib
 
-from .render import _sse
+from .render import sse_events
 from .tokens import text_of
 
 WORDS = (
@@ -61,7 +61,7 @@ class FixedCompletion:
                         "bytes": list(other.encode())})
         return {"token": token, "logprob": value, "bytes": list(token.encode()), "top_logprobs": top}
 
-    def _envelope(self, choices: list, chunk: bool) -> dict:
+    def envelope(self, choices: list, chunk: bool) -> dict:
         if self.kind == "text":
             object_ = "text_completion"
         else:
@@ -80,24 +80,12 @@ class FixedCompletion:
             else:
                 choice = {"text": text, "logprobs": None}
             choices.append({"index": index, **choice, "finish_reason": self.finish})
-        return {**self._envelope(choices, chunk=False), "usage": self.usage}
+        return {**self.envelope(choices, chunk=False), "usage": self.usage}
 
     def events(self):
         """Yields (token step, SSE bytes); the sender spaces steps in time."""
-        with_usage = bool((self.request.get("stream_options") or {}).get("include_usage"))
-        extra = {"usage": None} if with_usage else {}
-        for step in range(self.length):
-            for index in range(self.n):
-                choice = self._chunk_choice(index, step)
-                yield step, _sse({**self._envelope([choice], chunk=True), **extra})
-        end = max(self.length - 1, 0)
-        for index in range(self.n):
-            last = {"index": index, "finish_reason": self.finish, "logprobs": None}
-            last.update({"delta": {}} if self.kind == "chat" else {"text": ""})
-            yield end, _sse({**self._envelope([last], chunk=True), **extra})
-        if with_usage:
-            yield end, _sse({**self._envelope([], chunk=True), "usage": self.usage})
-        yield end, b"data: [DONE]\n\n"
+        chunks = ((step, self._chunk_choice(index, step)) for step in range(self.length) for index in range(self.n))
+        return sse_events(self, chunks, [self.finish] * self.n)
 
     def _chunk_choice(self, index: int, step: int) -> dict:
         token = self.tokens[index][step]

@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 import zlib
+from collections.abc import Iterable, Iterator
 
 from . import logprobs, tokens
 from .answers import Answer, Prompt, answer
@@ -53,7 +54,7 @@ class ModelCompletion:
             return logprobs.legacy(echoed + pieces, self.top, rng)
         return [logprobs.chat_entry(piece, self.top, rng) for piece in pieces]
 
-    def _envelope(self, choices: list, chunk: bool) -> dict:
+    def envelope(self, choices: list, chunk: bool) -> dict:
         object_ = "text_completion" if self.kind == "text" else "chat.completion.chunk" if chunk else "chat.completion"
         return {"id": self.id, "object": object_, "created": self.created, "model": self.model,
                 "system_fingerprint": "fp_sim", "choices": choices}
@@ -74,25 +75,14 @@ class ModelCompletion:
                 lp = {"content": self.logprobs[index], "refusal": None} if self.logprobs else None
                 choice = {"message": message, "logprobs": lp}
             choices.append({"index": index, **choice, "finish_reason": result.finish})
-        return {**self._envelope(choices, chunk=False), "usage": self.usage}
+        return {**self.envelope(choices, chunk=False), "usage": self.usage}
 
     def events(self):
         """Yields (token step, SSE bytes); the sender spaces steps in time."""
-        with_usage = bool((self.request.get("stream_options") or {}).get("include_usage"))
-        extra = {"usage": None} if with_usage else {}
         streams = [list(self._deltas(index, result)) for index, result in enumerate(self.answers)]
-        step = 0
-        for step in range(max(len(s) for s in streams)):
-            for stream in streams:
-                if step < len(stream):
-                    yield step, _sse({**self._envelope([stream[step]], chunk=True), **extra})
-        for index, result in enumerate(self.answers):
-            last = {"index": index, "finish_reason": result.finish, "logprobs": None}
-            last.update({"delta": {}} if self.kind == "chat" else {"text": ""})
-            yield step, _sse({**self._envelope([last], chunk=True), **extra})
-        if with_usage:
-            yield step, _sse({**self._envelope([], chunk=True), "usage": self.usage})
-        yield step, b"data: [DONE]\n\n"
+        chunks = ((step, stream[step]) for step in range(max(len(s) for s in streams))
+                  for stream in streams if step < len(stream))
+        return sse_events(self, chunks, [result.finish for result in self.answers])
 
     def _deltas(self, index: int, result: Answer):
         """The choice's chunks, one token each (a tool call's name comes whole, as OpenAI sends it)."""
@@ -117,6 +107,23 @@ class ModelCompletion:
                                                      "function": {"name": function["name"], "arguments": ""}}]}}
             for piece in tokens.pieces(function["arguments"]):
                 yield {**base, "delta": {"tool_calls": [{"index": number, "function": {"arguments": piece}}]}}
+
+
+def sse_events(completion, chunks: Iterable[tuple[int, dict]], finishes: list[str]) -> Iterator[tuple[int, bytes]]:
+    """(token step, SSE bytes) of a streamed completion, either answer mode's: each chunk's
+    choice, each choice's finish, the usage chunk when `stream_options` asks, and [DONE]."""
+    with_usage = bool((completion.request.get("stream_options") or {}).get("include_usage"))
+    extra = {"usage": None} if with_usage else {}
+    step = 0
+    for step, choice in chunks:
+        yield step, _sse({**completion.envelope([choice], chunk=True), **extra})
+    for index, finish in enumerate(finishes):
+        last = {"index": index, "finish_reason": finish, "logprobs": None}
+        last.update({"delta": {}} if completion.kind == "chat" else {"text": ""})
+        yield step, _sse({**completion.envelope([last], chunk=True), **extra})
+    if with_usage:
+        yield step, _sse({**completion.envelope([], chunk=True), "usage": completion.usage})
+    yield step, b"data: [DONE]\n\n"
 
 
 def _sse(payload: dict) -> bytes:

@@ -48,9 +48,11 @@ class Prometheus:
         stop_process(self.proc)
 
 
-def start_prometheus(targets: dict[str, list[str]], rule_files: list[Path], interval: str = "1s") -> Prometheus:
+def start_prometheus(targets: dict[str, list[str]], rule_files: list[Path], interval: str = "1s",
+                     alertmanagers: list[str] = ()) -> Prometheus:
     """Prometheus scraping `targets` ({job: [host:port, ...]}) and evaluating `rule_files`
-    every `interval`; ready once its HTTP API answers."""
+    every `interval`, sending firing alerts to `alertmanagers` (host:port, Alertmanager's v2
+    API); ready once its HTTP API answers."""
     ensure_prometheus_installed()
     workdir = Path(tempfile.mkdtemp(prefix="dg-prometheus-"))
     config = {
@@ -59,6 +61,9 @@ def start_prometheus(targets: dict[str, list[str]], rule_files: list[Path], inte
         "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addresses}]}
                            for job, addresses in targets.items()],
     }
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"api_version": "v2",
+                                                 "static_configs": [{"targets": list(alertmanagers)}]}]}
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
