@@ -33,7 +33,7 @@ from service.scoring.scorer import Scorer
 from service.store import connect, event_stream
 from tests.conftest import TEST_SECRET
 from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer
-from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
+from tests.support.traffic import chat_request, event_fields, harvest_request, key_id, plumbing_evidence
 from tests.support.webhooks import Receiver, verified
 
 SECRET = "whsec-test-only"
@@ -95,7 +95,7 @@ class RunningScorer:
         self.alerts = AlertSender(self.settings.alerts)
         self.alerts.start()
         detection = self.settings.detection  # rules only: the forest's load is not what this tests
-        pipeline = Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection))
+        pipeline = Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection), plumbing_evidence())
         self.scorer = Scorer(self.store, self.settings, name="alerts-test", alerts=self.alerts, pipeline=pipeline)
         self.task = asyncio.create_task(self.scorer.run())
         return self
