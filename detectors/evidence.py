@@ -268,7 +268,10 @@ class EvidenceDetector:
 
     def _reason(self, contributions: list[Contribution], groups: dict[str, float], total: float,
                 tasks: float) -> Reason:
-        harvest = max((c for c in contributions if c.indicator.group == HARVEST), key=lambda c: c.strength)
+        # Named for the strongest harvested output, content before request flags on a tie:
+        # what the prompts and answers are is what made the harvest substantial.
+        harvest = max((c for c in contributions if c.indicator.group == HARVEST),
+                      key=lambda c: (c.strength, c.indicator.name in CONTENT_INDICATORS))
         shown = [c for c in contributions if c.strength > 0]
         parts = []
         for group in GROUPS:

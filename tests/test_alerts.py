@@ -31,7 +31,7 @@ from service.review.actions import act_on_key
 from service.scoring.detection import ladder_config
 from service.scoring.scorer import Scorer
 from service.store import connect, event_stream
-from tests.conftest import TEST_SECRET
+from tests.conftest import PLUMBING_MIN_DISTINCT_TASKS, TEST_SECRET
 from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer
 from tests.support.traffic import chat_request, event_fields, harvest_request, key_id, plumbing_evidence
 from tests.support.webhooks import Receiver, verified
@@ -114,7 +114,8 @@ async def test_a_new_flag_from_the_scorer_is_posted_once_with_a_valid_signature(
     await client.flushdb()
     async with Receiver() as receiver:
         config = {"key_secret": TEST_SECRET, "admin": {"public_url": "https://guard.example.com/"},
-                  "detection": {"streams": STREAMS, "scorer_lease": "1s", "linkage": {"enabled": False}},
+                  "detection": {"streams": STREAMS, "scorer_lease": "1s", "linkage": {"enabled": False},
+                                "evidence": {"min_distinct_tasks": PLUMBING_MIN_DISTINCT_TASKS}},
                   "alerts": {**FAST, "webhooks": [{"url": receiver.url, "secret": SECRET, "name": "security"}]}}
         scorer = await asyncio.to_thread(start_scorer, config, redis_url, name="alerts-scorer")
         try:

@@ -49,7 +49,7 @@ def harvest_request(i: int) -> dict:
     the length of the simulator's fixed answers."""
     subject = SUBJECTS[i % len(SUBJECTS)]
     task = TASKS[(i + i // len(SUBJECTS)) % len(TASKS)]
-    prompt = f"Come up with a set of 5 new diverse task instructions like this one: {task.format(s=subject)}"
+    prompt = f"Come up with a set of 5 new diverse task instructions like this one.\n{task.format(s=subject)}"
     return {"model": "sim", "messages": [{"role": "user", "content": prompt}],
             "logprobs": True, "top_logprobs": 10, "max_tokens": 256}
 
