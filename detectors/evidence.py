@@ -11,7 +11,8 @@ evidence, and a group's score is its strongest indicator (breadth needs both of 
 - scale: distinct tasks accumulated over the key's lifetime;
 - automation: a fixed template, machine timing, round-the-clock volume.
 
-A key is flagged when harvested output is present, at least `min_groups` groups show
+A key is flagged when harvested output and breadth are present (a product's users ask the
+same popular things again; a harvest sends each task once), at least `min_groups` groups show
 evidence, the total is at least `min_total`, and the key has sent at least
 `min_distinct_tasks` distinct tasks (a harvest is a volume; a few hundred questions with
 long answers are as often an evaluation or a dev set). Honest automation (summarising,
@@ -243,7 +244,7 @@ class EvidenceDetector:
         score = min(total / self.config.min_total, 1.0) * min(groups[HARVEST] / self.config.group_present, 1.0)
         tasks = distinct_tasks(features)
         flagged = (requests_seen >= self.config.min_requests and groups[HARVEST] >= self.config.group_present
-                   and len(present) >= self.config.min_groups and total >= self.config.min_total
+                   and groups[BREADTH] >= self.config.group_present and len(present) >= self.config.min_groups and total >= self.config.min_total
                    and tasks >= self.config.min_distinct_tasks
                    and self._substantial(contributions, groups, features))
         if not flagged:
@@ -267,7 +268,10 @@ class EvidenceDetector:
 
     def _reason(self, contributions: list[Contribution], groups: dict[str, float], total: float,
                 tasks: float) -> Reason:
-        harvest = max((c for c in contributions if c.indicator.group == HARVEST), key=lambda c: c.strength)
+        # Named for the strongest harvested output, content before request flags on a tie:
+        # what the prompts and answers are is what made the harvest substantial.
+        harvest = max((c for c in contributions if c.indicator.group == HARVEST),
+                      key=lambda c: (c.strength, c.indicator.name in CONTENT_INDICATORS))
         shown = [c for c in contributions if c.strength > 0]
         parts = []
         for group in GROUPS:

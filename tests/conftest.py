@@ -44,6 +44,9 @@ def upstream():
     mock.stop()
 
 
+PLUMBING_MIN_DISTINCT_TASKS = 10
+
+
 def base_config(upstream_url: str, **overrides) -> dict:
     """A gateway config for tests: the simulator upstream, a fixed key secret, roomy limits."""
     config = {
@@ -58,6 +61,12 @@ def base_config(upstream_url: str, **overrides) -> dict:
     }
     for name, value in overrides.items():
         config[name] = value
+    # The test harvester (tests/support/traffic.py) cycles 240 prompts and tests send tens of
+    # its requests: plumbing tests lower the distinct-task floor so it flags within them. The
+    # detection-quality tests (test_detection_scenarios, test_lab_corpus, test_generalisation,
+    # test_missing_fields, test_demo_detection) score with the shipped defaults.
+    detection = config["detection"] = dict(config.get("detection") or {})
+    detection["evidence"] = {"min_distinct_tasks": PLUMBING_MIN_DISTINCT_TASKS, **detection.get("evidence", {})}
     return config
 
 

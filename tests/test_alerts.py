@@ -31,9 +31,9 @@ from service.review.actions import act_on_key
 from service.scoring.detection import ladder_config
 from service.scoring.scorer import Scorer
 from service.store import connect, event_stream
-from tests.conftest import TEST_SECRET
+from tests.conftest import PLUMBING_MIN_DISTINCT_TASKS, TEST_SECRET
 from tests.support.processes import LOOPBACK, free_port, start_redis, start_scorer
-from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
+from tests.support.traffic import chat_request, event_fields, harvest_request, key_id, plumbing_evidence
 from tests.support.webhooks import Receiver, verified
 
 SECRET = "whsec-test-only"
@@ -95,7 +95,7 @@ class RunningScorer:
         self.alerts = AlertSender(self.settings.alerts)
         self.alerts.start()
         detection = self.settings.detection  # rules only: the forest's load is not what this tests
-        pipeline = Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection))
+        pipeline = Pipeline(RulesDetector(parse_rules(detection.rules)), None, ladder_config(detection), plumbing_evidence())
         self.scorer = Scorer(self.store, self.settings, name="alerts-test", alerts=self.alerts, pipeline=pipeline)
         self.task = asyncio.create_task(self.scorer.run())
         return self
@@ -114,7 +114,8 @@ async def test_a_new_flag_from_the_scorer_is_posted_once_with_a_valid_signature(
     await client.flushdb()
     async with Receiver() as receiver:
         config = {"key_secret": TEST_SECRET, "admin": {"public_url": "https://guard.example.com/"},
-                  "detection": {"streams": STREAMS, "scorer_lease": "1s", "linkage": {"enabled": False}},
+                  "detection": {"streams": STREAMS, "scorer_lease": "1s", "linkage": {"enabled": False},
+                                "evidence": {"min_distinct_tasks": PLUMBING_MIN_DISTINCT_TASKS}},
                   "alerts": {**FAST, "webhooks": [{"url": receiver.url, "secret": SECRET, "name": "security"}]}}
         scorer = await asyncio.to_thread(start_scorer, config, redis_url, name="alerts-scorer")
         try:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import base_config
 from tests.support.processes import start_gateway, start_redis, start_scorer, wait_until
-from tests.support.traffic import SUBJECTS, TASKS, key_id
+from tests.support.traffic import harvest_request, key_id
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,11 +48,11 @@ def sha256(text: str) -> str:
 
 
 def harvest(client: openai.OpenAI, count: int) -> None:
-    """Soft labels for many different one-shot questions: what the logprob_harvest rule names."""
+    """New tasks invented around ever-new seeds: what the evidence score names synthetic_task_generation."""
     for i in range(count):
-        prompt = HOSTILE if i == count - 1 else TASKS[i % len(TASKS)].format(s=SUBJECTS[i % len(SUBJECTS)])
+        prompt = HOSTILE if i == count - 1 else harvest_request(i)["messages"][0]["content"]
         client.chat.completions.create(model="sim", messages=[{"role": "user", "content": prompt}],
-                                       logprobs=True, top_logprobs=10, max_tokens=1)
+                                       logprobs=True, top_logprobs=10, max_tokens=256)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +109,10 @@ def test_a_reviewer_finds_the_flagged_key_blocks_it_and_the_block_is_enforced_an
     context, page, dialogs, requests = signed_in(browser, gateway, REVIEWER_TOKEN)
     try:
         row = page.locator(f"#queue tr:has(a[href='/admin/keys/{key}'])")
-        assert "logprob_harvest" in row.inner_text()
+        assert "synthetic_task_generation" in row.inner_text()
         row.locator("a.key-link").click()
         page.wait_for_url(f"{gateway.url}/admin/keys/{key}")
-        assert "logprob_harvest" in page.locator("#reasons").inner_text()
+        assert "synthetic_task_generation" in page.locator("#reasons").inner_text()
         assert page.locator("svg#activity-chart rect").count() >= 2
         assert HOSTILE in page.locator("#samples").inner_text()  # shown as text ...
         assert dialogs == []  # ... and nothing ran

@@ -165,7 +165,7 @@ def test_the_queue_shows_the_harvester_the_scorer_flagged_with_its_reason(consol
     row = re.search(rf"<tr class=\"row-\w+\">\s*<td><a class=\"key-link\" href=\"/admin/keys/{key_id(HARVESTER)}\""
                     r".*?</tr>", response.text, re.DOTALL)
     assert row, "the harvester is in the queue"
-    assert "logprob_harvest" in row.group() and "rules" in row.group()
+    assert "synthetic_task_generation" in row.group() and "rules" in row.group()
 
 
 def test_the_queue_sorts_by_score_and_pages_fifty_at_a_time(console):
@@ -201,10 +201,10 @@ def test_the_queue_filters_by_action_detector_reason_cluster_and_time(console):
 def test_the_key_page_explains_the_flag_against_the_honest_range(console):
     page = console.client("victor").get(f"/admin/keys/{key_id(HARVESTER)}").text
     reasons = re.search(r"<table class=\"data\" id=\"reasons\">.*?</table>", page, re.DOTALL).group()
-    assert "logprob_harvest" in reasons and "soft labels asked for in bulk" in reasons
-    row = re.search(r"<tr class=\"outside\"><td><code>logprobs_share</code></td><td class=\"num\">1</td>\s*"
+    assert "synthetic_task_generation" in reasons and "invented_tasks" in reasons
+    row = re.search(r"<tr class=\"outside\"><td><code>task_generation_share</code></td><td class=\"num\">[0-9.]+</td>\s*"
                     r"<td class=\"num nowrap\">([^<]+)</td>", page)
-    assert row, "logprobs_share is shown outside its honest range"
+    assert row, "task_generation_share is shown outside its honest range"
     low, high = (float(part) for part in row.group(1).split(" – "))
     assert low <= high < 1.0
     assert "<span class=\"badge badge-throttle\">throttle</span>" in page or "badge-flag" in page

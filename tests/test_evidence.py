@@ -161,3 +161,11 @@ def test_turns_the_model_wrote_are_standalone_tasks_however_long_the_history():
     assert "standalone_tasks 1 (" in result.reasons[0].detail
     conversation = {**SCRIPTED, "standalone_share": 0.2, "distinct_tasks_log": math.log1p(200)}
     assert not verdict(**conversation, **LONG_ANSWERS).flagged  # a person's conversations, however scripted
+
+
+def test_a_product_whose_users_repeat_popular_requests_lacks_breadth_and_is_not_flagged():
+    """A content-writing product: long answers, volume and a fixed system prompt, but a
+    quarter of its users' requests repeat others'; a harvest sends each task once."""
+    product = {**SCRIPTED, "unique_prompt_share": 0.74, "distinct_tasks_log": math.log1p(500)}
+    assert not verdict(**product, **LONG_ANSWERS).flagged
+    assert verdict(**{**product, "unique_prompt_share": 0.97}, **LONG_ANSWERS).flagged

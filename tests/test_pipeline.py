@@ -13,7 +13,7 @@ from detectors.ladder import LadderConfig
 from detectors.pipeline import KeyState, Pipeline, due_for_evaluation
 from detectors.rules import DEFAULT_RULES, RulesDetector, parse_rules
 from detectors.windows import KeyWindow
-from tests.support.traffic import chat_request, event_fields, harvest_request, key_id
+from tests.support.traffic import chat_request, event_fields, harvest_request, key_id, plumbing_evidence
 
 START = 1_700_000_000.0
 HARVESTERS = ("sk-harvester-1", "sk-harvester-2")
@@ -54,7 +54,7 @@ def forest() -> ForestDetector:
 
 @pytest.fixture(scope="module")
 def pipeline(forest) -> Pipeline:
-    return Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), forest, LadderConfig(throttle_after=3))
+    return Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), forest, LadderConfig(throttle_after=3), plumbing_evidence())
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_evaluating_nothing_gives_nothing(pipeline):
 
 
 def test_a_pipeline_without_a_forest_runs_the_rules_alone(events):
-    rules_only = Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), None, LadderConfig())
+    rules_only = Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), None, LadderConfig(), plumbing_evidence())
     _, evaluations = run(rules_only, events, batch=64)
     assert {v.detector for e in evaluations for v in e.verdicts} == {"rules"}
     assert {e.key_id for e in evaluations if e.change} == {key_id(raw) for raw in HARVESTERS}
@@ -157,7 +157,8 @@ def forgiving(forest) -> Pipeline:
     """Steps down after two clean evaluations, 50 clean requests and a minute, so a short run
     shows the whole ladder."""
     return Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), forest,
-                    LadderConfig(throttle_after=3, release_after=2, release_after_requests=50, release_after_seconds=60))
+                    LadderConfig(throttle_after=3, release_after=2, release_after_requests=50, release_after_seconds=60),
+                    plumbing_evidence())
 
 
 def throttled_harvester(pipeline: Pipeline) -> KeyState:

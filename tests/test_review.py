@@ -270,7 +270,7 @@ def write_harvest_events(client, raws: list[str], first: int, count: int) -> Non
     pipe = client.pipeline(transaction=False)
     for i in range(first, first + count):
         for n, raw in enumerate(raws):
-            fields = event_fields(raw, harvest_request(i), 1.7e9 + i * 3.0 + n * 0.01)
+            fields = event_fields(raw, harvest_request(i), 1.7e9 + i * 3.0 + n * 0.01, completion_tokens=300)
             pipe.xadd(event_stream(shard_of(key_id(raw), STREAMS)), fields)
     pipe.execute()
 

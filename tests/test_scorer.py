@@ -142,7 +142,7 @@ def test_a_logprob_harvester_is_flagged_and_throttled_but_an_ordinary_chat_user_
     assert [flag["key_id"] for flag in flags] == [key_id("sk-harvester")]
     (flag,) = flags
     assert flag["detector"] == "rules" and flag["action"] in ("flag", "throttle")
-    assert [reason["name"] for reason in flag["reasons"]] == ["logprob_harvest"]
+    assert [reason["name"] for reason in flag["reasons"]] == ["synthetic_task_generation"]
     assert 30 <= flag["requests_before_flag"] <= 60 and flag["first_flagged_at"] <= time.time()
     harvester = admin(gateway, f"/keys/{key_id('sk-harvester')}")
     assert harvester["decision"]["action"] == "throttle" and harvester["decision"]["set_by"] == "scorer:rules"
@@ -174,7 +174,7 @@ def test_a_block_from_the_ladder_is_enforced_by_the_gateway(gateway_factory, sco
     response = wait_until(refused, interval=0.2, what="the key blocked")
     assert response.json()["error"]["code"] == "suspected_distillation"
     decision = admin(gateway, f"/keys/{key_id('sk-blocked')}")["decision"]
-    assert decision["action"] == "block" and decision["note"] == "logprob_harvest"
+    assert decision["action"] == "block" and decision["note"] == "synthetic_task_generation"
     assert 500 < decision["expires_at"] - time.time() <= 600
 
 
@@ -221,7 +221,7 @@ def test_the_embedded_gateway_flags_a_harvester_end_to_end_without_redis(gateway
     asyncio.run(send(gateway.base_url, "sk-embedded-chatter", [chat_request(i) for i in range(40)]))
     flags = wait_until(lambda: admin(gateway, "/flags")["flags"], what="a flag")
     assert [(flag["key_id"], flag["reasons"][0]["name"]) for flag in flags] == [
-        (key_id("sk-embedded-harvester"), "logprob_harvest")
+        (key_id("sk-embedded-harvester"), "synthetic_task_generation")
     ]
     chatter = f"/keys/{key_id('sk-embedded-chatter')}"
     wait_until(lambda: (admin(gateway, chatter)["window"] or {}).get("requests_seen") == 40, what="chat scored")

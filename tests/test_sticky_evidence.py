@@ -8,7 +8,7 @@ from detectors.features import from_fields
 from detectors.ladder import QUIET, LadderConfig
 from detectors.pipeline import KeyState, Pipeline
 from detectors.rules import DEFAULT_RULES, RulesDetector, parse_rules
-from tests.support.traffic import chat_request, event_fields, harvest_request
+from tests.support.traffic import chat_request, event_fields, harvest_request, plumbing_evidence
 
 START = 1_700_000_000.0
 RAW = "sk-phased-harvester"
@@ -27,7 +27,7 @@ def phased(phases: list[tuple[str, int]], gap_s: float = 3.0):
 
 
 def run(events, config: LadderConfig | None = None):
-    pipeline = Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), None, config or LadderConfig())
+    pipeline = Pipeline(RulesDetector(parse_rules(DEFAULT_RULES)), None, config or LadderConfig(), plumbing_evidence())
     state, levels, changes = KeyState(), [], []
     for event in events:
         snapshot = pipeline.observe(state, event)

@@ -179,10 +179,12 @@ def paced_arrivals(rng: random.Random, start: float, end: float, rate_per_s: flo
         yield from poisson_arrivals(rng, start, end, rate_per_s)
     elif pace == "bursty":
         workers, spread = rng.choice((2, 4, 8, 16, 32)), min(0.2, 0.5 / rate_per_s)
+        last = start
         for batch_ts in regular_arrivals(rng, start, end, workers / rate_per_s, rng.uniform(0.05, 0.5)):
-            ts = batch_ts
+            ts = max(batch_ts, last)  # a jittered batch never starts before the last one ended
             for _ in range(workers):
                 yield ts
+                last = ts
                 ts += rng.uniform(0.001, spread)
     elif pace == "diurnal":
         yield from poisson_arrivals(rng, start, end, rate_per_s / 0.575,

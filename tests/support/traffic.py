@@ -44,9 +44,13 @@ def key_id(raw: str, secret: str = TEST_SECRET) -> str:
 
 
 def harvest_request(i: int) -> dict:
+    """A self-instruct harvester's request: new tasks invented around a seed, with soft labels.
+    What marks it is in the prompt (it asks for new tasks), so it reads as a harvest whatever
+    the length of the simulator's fixed answers."""
     subject = SUBJECTS[i % len(SUBJECTS)]
     task = TASKS[(i + i // len(SUBJECTS)) % len(TASKS)]
-    return {"model": "sim", "messages": [{"role": "user", "content": task.format(s=subject)}],
+    prompt = f"Come up with a set of 5 new diverse task instructions like this one.\n{task.format(s=subject)}"
+    return {"model": "sim", "messages": [{"role": "user", "content": prompt}],
             "logprobs": True, "top_logprobs": 10, "max_tokens": 256}
 
 
@@ -80,3 +84,12 @@ def event_fields(raw_key: str, body: dict, ts: float, completion_tokens: int = 1
         usage={"prompt_tokens": 20, "completion_tokens": completion_tokens}, salt=TEST_SECRET.encode(),
     )
     return to_fields(features)
+
+
+def plumbing_evidence():
+    """The evidence score with the test suite's distinct-task floor (tests/conftest.py): the
+    test harvester flags within tens of requests, as the ladder and review tests need."""
+    from detectors.evidence import EvidenceConfig, EvidenceDetector
+    from tests.conftest import PLUMBING_MIN_DISTINCT_TASKS
+
+    return EvidenceDetector(EvidenceConfig(min_distinct_tasks=PLUMBING_MIN_DISTINCT_TASKS))
