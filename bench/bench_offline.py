@@ -62,6 +62,21 @@ MIX: dict[str, int] = {
     "low_and_slow": 2,
     "human_timing_harvester": 4,
     "hydra": 20,                # one network of 20 keys
+    # The harvesting families and the honest automation of issue #13, a few keys each.
+    "evol_instruct": 1,
+    "synthetic_dialogues": 1,
+    "reward_grading": 1,
+    "reasoning_trace_distillation": 1,
+    "sequence_logprob_harvester": 1,
+    "code_harvest": 1,
+    "agent_trajectory_harvester": 1,
+    "api_customer": 30,
+    "intent_classifier": 2,
+    "llm_judge_eval": 2,
+    "agent_product": 2,
+    "document_pipeline": 2,
+    "prompt_optimisation": 2,
+    "content_writer": 2,
 }
 # The fastest harvesters run at 0.5-5 requests/s by default: one such key would send
 # 40,000-400,000 requests in the day and make the file mostly one key. These rates keep
@@ -72,7 +87,9 @@ PARAMS: dict[str, dict] = {
     "topic_sweep": {"rate_per_s": (0.02, 0.05)},
     "reasoning_harvester": {"rate_per_s": (0.02, 0.05)},
     "paraphrase_harvester": {"rate_per_s": (0.02, 0.05)},
-    "hydra": {"per_minute": (0.2, 0.6)},
+    **{name: {"rate_per_s": (0.02, 0.05)} for name in (
+        "evol_instruct", "synthetic_dialogues", "reward_grading", "reasoning_trace_distillation",
+        "sequence_logprob_harvester", "code_harvest", "agent_trajectory_harvester")},
 }
 
 

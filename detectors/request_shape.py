@@ -27,8 +27,22 @@ def segments(text: str) -> str:
     lines = [line for line in text.split("\n") if len(line) >= MIN_SEGMENT_CHARS]
     if len(lines) > MAX_SEGMENTS:
         lines = sorted(lines, key=len, reverse=True)[:MAX_SEGMENTS]
-    return ",".join(f"{zlib.crc32(' '.join(line.lower().split()).encode('utf-8', 'surrogatepass')):x}:{len(line)}"
-                    for line in lines)
+    return ",".join(f"{_line_hash(line):x}:{len(line)}" for line in lines)
+
+
+# ASCII whitespace other than the space (str.split() splits on these too; "\n" ends a line).
+_OTHER_ASCII_SPACE = b"\t\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def _line_hash(line: str) -> int:
+    """CRC-32 of `' '.join(line.lower().split())`. An ASCII line with nothing to collapse (the
+    usual case) is hashed as it is: splitting it into words cost most of `segments`."""
+    lowered = line.lower()
+    if lowered.isascii() and lowered[0] != " " and lowered[-1] != " " and "  " not in lowered:
+        data = lowered.encode("ascii")
+        if len(data.translate(None, _OTHER_ASCII_SPACE)) == len(data):
+            return zlib.crc32(data)
+    return zlib.crc32(" ".join(lowered.split()).encode("utf-8", "surrogatepass"))
 
 
 def parse_segments(packed: str) -> tuple[tuple[int, int], ...]:
@@ -90,14 +104,17 @@ def last_assistant_text(messages: object) -> str:
 # A judgement asked of the model: a rubric or a scale, or a comparison of candidates. Each
 # pattern runs only when its anchor word is in the text: one alternation over the whole
 # prompt cost milliseconds on long prompts.
-_JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
-    (("rate", "score", "grade"),
+# (anchors, starts, pattern): `starts` are the literals every match of the pattern begins with.
+_JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], tuple[str, ...], re.Pattern], ...] = (
+    (("rate", "score", "grade"), ("rate", "score", "grade"),
      re.compile(r"\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b")),
-    (("scale",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
-    (("better",), re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
-    (("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
-    (("judge",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
+    (("scale",), ("on a scale ",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
+    (("better",), ("which", "whether"),
+     re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
+    (("[[a]]", "rubric"), ("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
+    (("judge",), ("act as a",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
 )
+MAX_TRIES = 64
 _PAIRS = (("response a", "response b"), ("assistant a", "assistant b"))
 PAIR_SPAN = 4000
 # An instruction to be rewritten into a new one: Evol-Instruct's deepening / widening steps.
@@ -108,13 +125,34 @@ _REWRITE = re.compile(
     r"|#\s*(?:the )?(?:given|created|rewritten|new) (?:prompt|instruction)\s*#|\b(?:given|rewritten|created) (?:prompt|instruction):"
     r"|\bcreate a (?:brand )?new (?:prompt|instruction|question)\b)"
 )
+_REWRITE_STARTS = ("rewrite", "rephrase", "evolve", "transform", "complicate", "make", "#", "given ", "rewritten ",
+                   "created ", "create a ")
+
+
+def _search(pattern: re.Pattern, text: str, starts: tuple[str, ...], end: int) -> bool:
+    """`pattern.search(text, 0, end) is not None` for a pattern whose every match begins with
+    one of `starts`: tried only where one occurs (a leading `\\b` keeps `re` from skipping
+    ahead by itself, so a plain search runs the pattern at every character)."""
+    for start in starts:
+        at = text.find(start, 0, end)
+        tries = 0
+        while at >= 0:
+            if pattern.match(text, at, end) is not None:
+                return True
+            tries += 1
+            if tries == MAX_TRIES:  # a literal on every line: one scan of the rest instead
+                if pattern.search(text, at + 1, end) is not None:
+                    return True
+                break
+            at = text.find(start, at + 1, end)
+    return False
 
 
 def asks_for_judgement(lowered: str) -> bool:
     """True when lowercased prompt text asks the model to grade or compare answers."""
     text = lowered[:20_000]
-    for anchors, pattern in _JUDGE_PATTERNS:
-        if any(anchor in text for anchor in anchors) and pattern.search(text):
+    for anchors, starts, pattern in _JUDGE_PATTERNS:
+        if any(anchor in text for anchor in anchors) and _search(pattern, text, starts, len(text)):
             return True
     for first, second in _PAIRS:
         at = text.find(first)
@@ -128,4 +166,4 @@ def asks_for_rewrite(lowered: str) -> bool:
     harder or different one (instruction evolution), not for a task to be done."""
     if not any(anchor in lowered for anchor in _REWRITE_ANCHORS):
         return False
-    return _REWRITE.search(lowered, 0, 20_000) is not None
+    return _search(_REWRITE, lowered, _REWRITE_STARTS, min(len(lowered), 20_000))
