@@ -18,38 +18,46 @@ TOOL_ROLES = frozenset({"tool", "function"})
 TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "computer_call_output"})
 
 
-def segments(text: str) -> str:
+def segments(text: str, lowered: str | None = None) -> str:
     """`hash:chars` of up to 8 of the longest lines of the text (CRC-32 of the lowercased,
     whitespace-collapsed line), comma-joined: a line that recurs across a key's requests is
-    its template, the rest is what each request brings."""
+    its template, the rest is what each request brings. `lowered`: `text.lower()`, when the
+    caller has it; for ASCII text its lines are the text's, lowercased, at the same lengths."""
     if not text:
         return ""
-    lines = [line for line in text.split("\n") if len(line) >= MIN_SEGMENT_CHARS]
+    ascii_lowered = lowered is not None and text.isascii()
+    source = lowered if ascii_lowered else text
+    # str.split("\n") steps through every character; a single line is found by one memchr.
+    lines = [line for line in (source.split("\n") if "\n" in source else (source,)) if len(line) >= MIN_SEGMENT_CHARS]
     if len(lines) > MAX_SEGMENTS:
         lines = sorted(lines, key=len, reverse=True)[:MAX_SEGMENTS]
-    return ",".join(f"{_line_hash(line):x}:{len(line)}" for line in lines)
+    return ",".join(f"{_line_hash(line if ascii_lowered else line.lower())}:{len(line)}" for line in lines)
 
 
 # ASCII whitespace other than the space (str.split() splits on these too; "\n" ends a line).
-_OTHER_ASCII_SPACE = b"\t\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_OTHER_ASCII_SPACE = ("\t", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f")
 
 
-def _line_hash(line: str) -> int:
-    """CRC-32 of `' '.join(line.lower().split())`. An ASCII line with nothing to collapse (the
+def _line_hash(lowered: str) -> str:
+    """Hex CRC-32 of `' '.join(lowered.split())`. An ASCII line with nothing to collapse (the
     usual case) is hashed as it is: splitting it into words cost most of `segments`."""
-    lowered = line.lower()
-    if lowered.isascii() and lowered[0] != " " and lowered[-1] != " " and "  " not in lowered:
-        data = lowered.encode("ascii")
-        if len(data.translate(None, _OTHER_ASCII_SPACE)) == len(data):
-            return zlib.crc32(data)
-    return zlib.crc32(" ".join(lowered.split()).encode("utf-8", "surrogatepass"))
+    if (lowered.isascii() and lowered[0] != " " and lowered[-1] != " " and "  " not in lowered
+            and not any(map(lowered.__contains__, _OTHER_ASCII_SPACE))):  # one memchr each
+        return format(zlib.crc32(lowered.encode("ascii")), "x")
+    return format(zlib.crc32(" ".join(lowered.split()).encode("utf-8", "surrogatepass")), "x")
 
 
 def parse_segments(packed: str) -> tuple[tuple[int, int], ...]:
     """`segments` back as (hash, chars) pairs; an unreadable part is skipped."""
+    if not packed:
+        return ()
+    parts = [part.partition(":") for part in packed.split(",")]
+    try:  # the usual case: every part readable
+        return tuple([(int(digest, 16), int(chars)) for digest, _, chars in parts])
+    except ValueError:
+        pass
     pairs = []
-    for part in packed.split(",") if packed else ():
-        digest, _, chars = part.partition(":")
+    for digest, _, chars in parts:
         try:
             pairs.append((int(digest, 16), int(chars)))
         except ValueError:
@@ -104,15 +112,15 @@ def last_assistant_text(messages: object) -> str:
 # A judgement asked of the model: a rubric or a scale, or a comparison of candidates. Each
 # pattern runs only when its anchor word is in the text: one alternation over the whole
 # prompt cost milliseconds on long prompts.
-# (anchors, starts, pattern): `starts` are the literals every match of the pattern begins with.
+# (anchors, starts, pattern): a match needs one of `anchors` in the text and begins with one of `starts`.
 _JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], tuple[str, ...], re.Pattern], ...] = (
     (("rate", "score", "grade"), ("rate", "score", "grade"),
      re.compile(r"\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b")),
-    (("scale",), ("on a scale ",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
+    (("on a scale ",), ("on a scale ",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
     (("better",), ("which", "whether"),
      re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
     (("[[a]]", "rubric"), ("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
-    (("judge",), ("act as a",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
+    (("act as a",), ("act as a",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
 )
 MAX_TRIES = 64
 _PAIRS = (("response a", "response b"), ("assistant a", "assistant b"))
@@ -152,7 +160,7 @@ def asks_for_judgement(lowered: str) -> bool:
     """True when lowercased prompt text asks the model to grade or compare answers."""
     text = lowered[:20_000]
     for anchors, starts, pattern in _JUDGE_PATTERNS:
-        if any(anchor in text for anchor in anchors) and _search(pattern, text, starts, len(text)):
+        if any(map(text.__contains__, anchors)) and _search(pattern, text, starts, len(text)):
             return True
     for first, second in _PAIRS:
         at = text.find(first)
@@ -164,6 +172,6 @@ def asks_for_judgement(lowered: str) -> bool:
 def asks_for_rewrite(lowered: str) -> bool:
     """True when lowercased prompt text asks for an instruction to be rewritten into a new,
     harder or different one (instruction evolution), not for a task to be done."""
-    if not any(anchor in lowered for anchor in _REWRITE_ANCHORS):
+    if not any(map(lowered.__contains__, _REWRITE_ANCHORS)):
         return False
     return _search(_REWRITE, lowered, _REWRITE_STARTS, min(len(lowered), 20_000))

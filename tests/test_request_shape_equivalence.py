@@ -102,7 +102,9 @@ def texts() -> list[str]:
 
 
 def test_segments_equal_the_plain_version(texts):
-    assert [segments(text) for text in texts] == [reference_segments(text) for text in texts]
+    expected = [reference_segments(text) for text in texts]
+    assert [segments(text) for text in texts] == expected
+    assert [segments(text, text.lower()) for text in texts] == expected
 
 
 def test_judgement_marker_equals_the_plain_search(texts):
@@ -131,3 +133,25 @@ def test_many_candidate_positions_fall_back_to_one_search():
     assert asks_for_rewrite(text) is True
     text = "rate it\n" * (request_shape.MAX_TRIES + 5) + "rate the answers"
     assert asks_for_judgement(text) is True
+
+
+def reference_parse_segments(packed: str) -> tuple[tuple[int, int], ...]:
+    pairs = []
+    for part in packed.split(",") if packed else ():
+        digest, _, chars = part.partition(":")
+        try:
+            pairs.append((int(digest, 16), int(chars)))
+        except ValueError:
+            continue
+    return tuple(pairs)
+
+
+@pytest.mark.parametrize("packed", ["", "1a:40", "1a:40,ff:12", "zz:1,2b:30", "1a", "1a:", ":5", ",", "1a:40,,ff:12",
+                                    " 1a : 40 ", "1_0:2", "-1:3"])
+def test_parse_segments_equals_the_plain_version(packed):
+    assert request_shape.parse_segments(packed) == reference_parse_segments(packed)
+
+
+def test_parse_segments_reads_back_what_segments_wrote(texts):
+    for text in texts[:500]:
+        assert request_shape.parse_segments(segments(text)) == reference_parse_segments(segments(text))
