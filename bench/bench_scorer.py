@@ -5,23 +5,29 @@ one Scorer runs in this process until every shard is drained: read, count in win
 evaluate, act, checkpoint and acknowledge. The goal is 5,000 events/s per process.
 
     python bench/bench_scorer.py [--keys 200] [--events 50000] [--streams 8] [--model none|PATH]
+                                 [--code PATH] [--json]
 
 Without --model the pipeline is what `distillguard scorer` builds by default: the rules plus
 the shipped isolation forest (models/default) when it is present. `--model none` runs the
 rules only; `--model models/default` (or another path, without suffix) loads that forest.
+`--code PATH` runs another tree's scorer (bench/code_tree.py); `--json` adds one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
 
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from code_tree import use_code_tree  # noqa: E402
+
+CODE = use_code_tree()
 
 from detectors.pipeline import Pipeline  # noqa: E402
 from detectors.rules import RulesDetector, parse_rules  # noqa: E402
@@ -97,6 +103,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--model", help="`none` for the rules only, or a model path without suffix "
                                         "(default: as `distillguard scorer`, the shipped model if present)")
+    parser.add_argument("--code", help="the distillguard tree to run (default: this one)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     server = start_redis()
     try:
@@ -104,7 +112,9 @@ def main() -> None:
         fill(client, args.keys, args.events, args.streams)
         elapsed, detectors = asyncio.run(consume(server.url, args.streams, client, args.model))
         print(f"scorer ({detectors}): {args.events} events, {args.keys} keys, {args.streams} shards: "
-              f"{elapsed:.2f} s, {args.events / elapsed:,.0f} events/s (one process)")
+              f"{elapsed:.2f} s, {args.events / elapsed:,.0f} events/s (one process); code {CODE}")
+        if args.json:
+            print(json.dumps({"scorer_events_per_s": args.events / elapsed, "detectors": detectors}))
     finally:
         server.stop()
 

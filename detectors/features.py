@@ -374,7 +374,7 @@ def request_features(
         task_generation_marker=task_generation_marker,
         previous_user_hash=duplicate_hash(previous_user_text.lower()) if previous_user_text else "",
         user_chars=len(user_text),
-        segments=segments(user_text),
+        segments=segments(user_text, lowered[-1]),
         tool_results=tool_results(history),
         toolset=toolset_hash(body),
         assistant_hash=duplicate_hash(assistant_text.lower()) if assistant_text else "",

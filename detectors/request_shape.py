@@ -18,24 +18,46 @@ TOOL_ROLES = frozenset({"tool", "function"})
 TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "computer_call_output"})
 
 
-def segments(text: str) -> str:
+def segments(text: str, lowered: str | None = None) -> str:
     """`hash:chars` of up to 8 of the longest lines of the text (CRC-32 of the lowercased,
     whitespace-collapsed line), comma-joined: a line that recurs across a key's requests is
-    its template, the rest is what each request brings."""
+    its template, the rest is what each request brings. `lowered`: `text.lower()`, when the
+    caller has it; for ASCII text its lines are the text's, lowercased, at the same lengths."""
     if not text:
         return ""
-    lines = [line for line in text.split("\n") if len(line) >= MIN_SEGMENT_CHARS]
+    ascii_lowered = lowered is not None and text.isascii()
+    source = lowered if ascii_lowered else text
+    # str.split("\n") steps through every character; a single line is found by one memchr.
+    lines = [line for line in (source.split("\n") if "\n" in source else (source,)) if len(line) >= MIN_SEGMENT_CHARS]
     if len(lines) > MAX_SEGMENTS:
         lines = sorted(lines, key=len, reverse=True)[:MAX_SEGMENTS]
-    return ",".join(f"{zlib.crc32(' '.join(line.lower().split()).encode('utf-8', 'surrogatepass')):x}:{len(line)}"
-                    for line in lines)
+    return ",".join(f"{_line_hash(line if ascii_lowered else line.lower())}:{len(line)}" for line in lines)
+
+
+# ASCII whitespace other than the space (str.split() splits on these too; "\n" ends a line).
+_OTHER_ASCII_SPACE = ("\t", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _line_hash(lowered: str) -> str:
+    """Hex CRC-32 of `' '.join(lowered.split())`. An ASCII line with nothing to collapse (the
+    usual case) is hashed as it is: splitting it into words cost most of `segments`."""
+    if (lowered.isascii() and lowered[0] != " " and lowered[-1] != " " and "  " not in lowered
+            and not any(map(lowered.__contains__, _OTHER_ASCII_SPACE))):  # one memchr each
+        return format(zlib.crc32(lowered.encode("ascii")), "x")
+    return format(zlib.crc32(" ".join(lowered.split()).encode("utf-8", "surrogatepass")), "x")
 
 
 def parse_segments(packed: str) -> tuple[tuple[int, int], ...]:
     """`segments` back as (hash, chars) pairs; an unreadable part is skipped."""
+    if not packed:
+        return ()
+    parts = [part.partition(":") for part in packed.split(",")]
+    try:  # the usual case: every part readable
+        return tuple([(int(digest, 16), int(chars)) for digest, _, chars in parts])
+    except ValueError:
+        pass
     pairs = []
-    for part in packed.split(",") if packed else ():
-        digest, _, chars = part.partition(":")
+    for digest, _, chars in parts:
         try:
             pairs.append((int(digest, 16), int(chars)))
         except ValueError:
@@ -90,14 +112,17 @@ def last_assistant_text(messages: object) -> str:
 # A judgement asked of the model: a rubric or a scale, or a comparison of candidates. Each
 # pattern runs only when its anchor word is in the text: one alternation over the whole
 # prompt cost milliseconds on long prompts.
-_JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
-    (("rate", "score", "grade"),
+# (anchors, starts, pattern): a match needs one of `anchors` in the text and begins with one of `starts`.
+_JUDGE_PATTERNS: tuple[tuple[tuple[str, ...], tuple[str, ...], re.Pattern], ...] = (
+    (("rate", "score", "grade"), ("rate", "score", "grade"),
      re.compile(r"\b(?:rate|score|grade)\b[^.\n]{0,80}\b(?:response|answer|output|completion|reply|assistant)s?\b")),
-    (("scale",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
-    (("better",), re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
-    (("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
-    (("judge",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
+    (("on a scale ",), ("on a scale ",), re.compile(r"\bon a scale (?:of|from) \d+\s*(?:to|-)\s*\d+")),
+    (("better",), ("which", "whether"),
+     re.compile(r"\b(?:which|whether)\b[^.\n]{0,60}\b(?:response|answer|assistant|output)\b[^.\n]{0,40}\bbetter\b")),
+    (("[[a]]", "rubric"), ("[[a]]", "rubric"), re.compile(r"\[\[a\]\]|\brubric\b")),
+    (("act as a",), ("act as a",), re.compile(r"\bact as an? (?:impartial )?judge\b")),
 )
+MAX_TRIES = 64
 _PAIRS = (("response a", "response b"), ("assistant a", "assistant b"))
 PAIR_SPAN = 4000
 # An instruction to be rewritten into a new one: Evol-Instruct's deepening / widening steps.
@@ -108,13 +133,34 @@ _REWRITE = re.compile(
     r"|#\s*(?:the )?(?:given|created|rewritten|new) (?:prompt|instruction)\s*#|\b(?:given|rewritten|created) (?:prompt|instruction):"
     r"|\bcreate a (?:brand )?new (?:prompt|instruction|question)\b)"
 )
+_REWRITE_STARTS = ("rewrite", "rephrase", "evolve", "transform", "complicate", "make", "#", "given ", "rewritten ",
+                   "created ", "create a ")
+
+
+def _search(pattern: re.Pattern, text: str, starts: tuple[str, ...], end: int) -> bool:
+    """`pattern.search(text, 0, end) is not None` for a pattern whose every match begins with
+    one of `starts`: tried only where one occurs (a leading `\\b` keeps `re` from skipping
+    ahead by itself, so a plain search runs the pattern at every character)."""
+    for start in starts:
+        at = text.find(start, 0, end)
+        tries = 0
+        while at >= 0:
+            if pattern.match(text, at, end) is not None:
+                return True
+            tries += 1
+            if tries == MAX_TRIES:  # a literal on every line: one scan of the rest instead
+                if pattern.search(text, at + 1, end) is not None:
+                    return True
+                break
+            at = text.find(start, at + 1, end)
+    return False
 
 
 def asks_for_judgement(lowered: str) -> bool:
     """True when lowercased prompt text asks the model to grade or compare answers."""
     text = lowered[:20_000]
-    for anchors, pattern in _JUDGE_PATTERNS:
-        if any(anchor in text for anchor in anchors) and pattern.search(text):
+    for anchors, starts, pattern in _JUDGE_PATTERNS:
+        if any(map(text.__contains__, anchors)) and _search(pattern, text, starts, len(text)):
             return True
     for first, second in _PAIRS:
         at = text.find(first)
@@ -126,6 +172,6 @@ def asks_for_judgement(lowered: str) -> bool:
 def asks_for_rewrite(lowered: str) -> bool:
     """True when lowercased prompt text asks for an instruction to be rewritten into a new,
     harder or different one (instruction evolution), not for a task to be done."""
-    if not any(anchor in lowered for anchor in _REWRITE_ANCHORS):
+    if not any(map(lowered.__contains__, _REWRITE_ANCHORS)):
         return False
-    return _REWRITE.search(lowered, 0, 20_000) is not None
+    return _search(_REWRITE, lowered, _REWRITE_STARTS, min(len(lowered), 20_000))

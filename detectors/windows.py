@@ -8,8 +8,10 @@ key is bounded by `size` compact records plus a few fixed arrays (see `docs/dete
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import reduce
 
 from .features import RequestFeatures
 from .public_evals import is_public_eval
@@ -108,6 +110,11 @@ class _Slot:
     judgement: bool = False
     rewrite: bool = False
     logprobs_generated: bool = False
+    # Derived, never stored: this slot's share of the template features, as of the last
+    # time a line it holds started or stopped recurring (see KeyWindow._template_features).
+    template: int = field(default=0, compare=False)
+    answered_eighths: int = field(default=0, compare=False)
+    log_variable: float = field(default=0.0, compare=False)
 
 
 def _bump(counter: Counter, item, sign: int) -> None:
@@ -139,6 +146,9 @@ def _generated(event: RequestFeatures) -> bool:
     return event.max_tokens > LABEL_TOKENS
 
 
+_LOG_VARIABLE = operator.attrgetter("log_variable")
+
+
 def _bands(fingerprint: int) -> tuple[int, ...]:
     return tuple((band << 16) | ((fingerprint >> (16 * band)) & 0xFFFF) for band in range(BANDS))
 
@@ -158,7 +168,10 @@ class KeyWindow:
         self._sampling: Counter = Counter()
         self._ips: Counter = Counter()
         self._agents: Counter = Counter()
-        self._segments: Counter = Counter()
+        # Line segment digest -> the slots holding it, oldest first: a line recurs (is the
+        # key's template) while two or more hold it.
+        self._holders: dict[int, list[_Slot]] = {}
+        self._stale: dict[int, _Slot] = {}  # id -> slot whose template share must be recomputed
         self._assistants: Counter = Counter()
         self._toolsets: Counter = Counter()
         self.tasks = TaskSketch()
@@ -277,8 +290,7 @@ class KeyWindow:
         sums["task_generation"] += sign * slot.task_generation
         sums["public_eval"] += sign * is_public_eval(slot.user_hash)
         sums["continued"] += sign * slot.continued
-        for digest, _ in slot.segments:
-            _bump(self._segments, digest, sign)
+        self._count_segments(slot, sign)
         if slot.assistant_hash:
             _bump(self._assistants, slot.assistant_hash, sign)
         if slot.toolset:
@@ -362,33 +374,71 @@ class KeyWindow:
             math.log1p(min(self.tasks.estimate(), self.lines.estimate())),
         ]
 
+    def _count_segments(self, slot: _Slot, sign: int) -> None:
+        """Keeps each line's holders; a line starting or stopping to recur (one holder <-> two)
+        is the only change that moves another slot's template share, so only then is it redone."""
+        holders_of = self._holders
+        stale = self._stale
+        for digest, _ in slot.segments:
+            holders = holders_of.get(digest)
+            if sign > 0:
+                if holders is None:
+                    holders_of[digest] = [slot]
+                    continue
+                holders.append(slot)
+                if len(holders) == 2:
+                    for holder in holders:
+                        stale[id(holder)] = holder
+            else:
+                del holders[0]  # slots leave oldest first
+                if not holders:
+                    del holders_of[digest]
+                elif len(holders) == 1:
+                    stale[id(holders[0])] = holders[0]
+        if sign > 0:
+            stale[id(slot)] = slot
+        else:
+            stale.pop(id(slot), None)
+            self._sums["template_chars"] -= slot.template
+            self._sums["answered_eighths"] -= slot.answered_eighths
+
+    def _template_share(self, slot: _Slot) -> None:
+        """Recomputes one slot's share of the template features and moves the window's sums."""
+        if slot.user_chars == 0 and slot.prompt_tokens > 0:
+            template = 0
+            variable_tokens = float(slot.prompt_tokens)  # a line without its text features: the whole prompt
+        else:
+            holders_of = self._holders
+            template = min(sum(chars for digest, chars in slot.segments if len(holders_of[digest]) >= 2),
+                           slot.user_chars)
+            # At least half the turn is new text: lines of a document that recur (one
+            # document under several instructions) must not pass for a short task.
+            variable_tokens = max(slot.user_chars - template, slot.user_chars / 2) / 4
+        # New-text tokens are multiples of 1/8, so their sum is kept exactly as an integer.
+        answered_eighths = round(8 * max(variable_tokens, 1.0)) if slot.completion_tokens >= 0 else 0
+        sums = self._sums
+        sums["template_chars"] += template - slot.template
+        sums["answered_eighths"] += answered_eighths - slot.answered_eighths
+        slot.template, slot.answered_eighths = template, answered_eighths
+        slot.log_variable = math.log1p(variable_tokens)
+
     def _template_features(self) -> tuple[float, float, float]:
         """Template share, new-text length and answer-to-new-text ratio: a line that recurs in
-        the window is the key's template; the rest of each newest user turn is its new text."""
-        segment_counts = self._segments
-        template_chars = log_variable = answered_variable = answered_completion = 0.0
-        answered = 0
-        for slot in self.slots:
-            if slot.user_chars == 0 and slot.prompt_tokens > 0:
-                variable_tokens = float(slot.prompt_tokens)  # a line without its text features: the whole prompt
-            else:
-                template = min(sum(chars for digest, chars in slot.segments if segment_counts[digest] >= 2),
-                               slot.user_chars)
-                template_chars += template
-                # At least half the turn is new text: lines of a document that recur (one
-                # document under several instructions) must not pass for a short task.
-                variable_tokens = max(slot.user_chars - template, slot.user_chars / 2) / 4
-            log_variable += math.log1p(variable_tokens)
-            if slot.completion_tokens >= 0:
-                answered += 1
-                answered_variable += max(variable_tokens, 1.0)
-                answered_completion += slot.completion_tokens
+        the window is the key's template; the rest of each newest user turn is its new text.
+        Only slots a change of recurrence touched are recomputed; the log sum runs over the
+        window in order, so it is the very float a full pass gives."""
+        for slot in self._stale.values():
+            self._template_share(slot)
+        self._stale.clear()
+        sums = self._sums
         n = len(self.slots)
-        user_chars = self._sums["user_chars"]
+        log_variable = reduce(operator.add, map(_LOG_VARIABLE, self.slots), 0.0)
+        user_chars = sums["user_chars"]
         return (
-            template_chars / user_chars if user_chars > 0 else 0.0,
+            float(sums["template_chars"]) / user_chars if user_chars > 0 else 0.0,
             log_variable / n,
-            answered_completion / answered_variable if answered >= MIN_KNOWN else UNKNOWN,
+            sums["completion_tokens"] / (sums["answered_eighths"] / 8) if sums["completion_known"] >= MIN_KNOWN
+            else UNKNOWN,
         )
 
     def to_dict(self) -> dict:
