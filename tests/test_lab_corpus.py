@@ -78,12 +78,22 @@ def test_distillation_runs_are_sized_to_be_judged(manifest):
 
 # Honest runs the stock detectors flag today (lab/RESULTS.md): the goal is none. This set may
 # only shrink; the detection work of issue 13 emptied it of the logprob classifier.
-KNOWN_FALSE_POSITIVES = {"inspect/cot-4096"}
-
-
-def test_no_honest_run_is_flagged_beyond_the_known_false_positives(results):
+def test_no_honest_run_is_flagged(results):
+    """Issue 13's lab goal for honest tools: none of their runs flagged, at any setting."""
     flagged = {f"{r.tool}/{r.setting}" for r in results if r.label == "benign" and r.flagged}
-    assert flagged <= KNOWN_FALSE_POSITIVES, flagged - KNOWN_FALSE_POSITIVES
+    assert not flagged, flagged
+
+
+# Distillation runs flagged on the shipped detectors: a ratchet that may only grow (the goal
+# is every run; short runs under the distinct-task floor are the gap, see docs/evaluation.md).
+KNOWN_CAUGHT = {"openai-alpaca/original-3072", "openai-alpaca/system-2048", "distilabel/evol-1024",
+                "distilabel/selfinstruct-2048", "camel/roleplay-1024", "camel/roleplay-4096-t1",
+                "camel/roleplay-512-specify"}
+
+
+def test_every_distillation_run_caught_before_is_still_caught(results):
+    caught = {f"{r.tool}/{r.setting}" for r in results if r.label == "attack" and r.flagged}
+    assert KNOWN_CAUGHT <= caught, KNOWN_CAUGHT - caught
 
 
 def test_results_table_lists_every_run(manifest):
