@@ -17,7 +17,7 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
         "--attacks-per-scenario keys of every harvesting family, per-key detection")
     group.add_argument("--randomise", action="store_true",
                        help="every key re-draws caps, lengths, sampling, placement, language, tools and pace")
-    group.add_argument("--draws", type=int, default=1, metavar="K", help="K populations, seeds SEED..SEED+K-1")
+    group.add_argument("--draws", type=int, metavar="K", help="K populations, seeds SEED..SEED+K-1 (default: 1)")
     group.add_argument("--hold-out-families", action="store_true",
                        help="fit without family F, then measure F (every family, attack and honest)")
     group.add_argument("--drop-usage", action="store_true", help="also measure with `usage` removed from every line")
@@ -33,7 +33,7 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
 def wanted(args: argparse.Namespace) -> bool:
     """Whether the command line asks for a generalisation run."""
     return bool(args.randomise or args.hold_out_families or args.drop_usage or args.features_mode
-                or args.draws != 1 or args.report or args.families)
+                or args.draws not in (None, 1) or args.report or args.families)
 
 
 def run(args: argparse.Namespace, settings) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, settings) -> None:
         plan = GeneralisationPlan(
             benign=DEFAULT_BENIGN if args.benign is None else args.benign,
             attacks_per_family=args.attacks_per_scenario,
-            hours=DEFAULT_HOURS if args.hours is None else args.hours, seed=args.seed, draws=args.draws,
+            hours=DEFAULT_HOURS if args.hours is None else args.hours, seed=args.seed, draws=1 if args.draws is None else args.draws,
             train_share=args.train_share, target_fpr=args.target_fpr, randomise=args.randomise,
             hold_out_families=args.hold_out_families, drop_usage=args.drop_usage, features_mode=args.features_mode,
             max_requests_per_key=args.max_requests_per_key, scenarios=tuple(args.scenario),
