@@ -50,8 +50,8 @@ class NetworkPlan:
     hours: float = 26.0
     max_size: int = 400
     networks_per_band: int = 1
-    lookalikes: int = 1500
-    benign: int = 200
+    lookalikes: int = 1000
+    benign: int = 100
     start_within_h: float = 2.0  # every network starts within this many hours of the run's start
     shops: int = 3
     style: tuple[tuple[str, object], ...] = ()  # pins what every network would draw (traffic/networks.py)
@@ -158,7 +158,7 @@ def measure(plan: NetworkPlan, settings: Settings, draw: int, progress: Progress
         entry = {"draw": draw, "requests": outcome.requests, "first_ts": outcome.first_ts,
                  "flagged_ts": outcome.flagged_at_ts if outcome.flag else None,
                  "by_linkage": key_id in linkage.first_flagged,
-                 "detector": outcome.flag["detector"] if outcome.flag else None}
+                 "detector": _flagged_by(outcome.flag)}
         member = drawn.members.get(raw)
         if member is not None:
             network = drawn.networks[member.network]
@@ -176,6 +176,13 @@ def measure(plan: NetworkPlan, settings: Settings, draw: int, progress: Progress
              f"{seconds:.0f} s")
     return {"outcomes": outcomes, "networks": [{**network, "draw": draw} for network in drawn.networks],
             "requests": report.requests, "keys": len(report.keys), "seconds": round(seconds, 1)}
+
+
+def _flagged_by(flag: dict | None) -> str | None:
+    """`detector:first reason` of a key's first flag (e.g. `rules:broad_capability_harvest`)."""
+    if not flag:
+        return None
+    return f"{flag['detector']}:{flag['reasons'][0]['name']}" if flag["reasons"] else flag["detector"]
 
 
 def run_networks(plan: NetworkPlan, settings: Settings, progress: Progress = lambda message: None) -> dict:
