@@ -195,7 +195,7 @@ def run_networks(plan: NetworkPlan, settings: Settings, progress: Progress = lam
             **summarise(outcomes, networks, [f"{low}-{high}" for low, high in plan.bands], plan.draws,
                         DEFAULT_START_TS + plan.hours * 3600.0),
             "requests": sum(result["requests"] for result in draws), "keys": sum(result["keys"] for result in draws),
-            "draw_seconds": [result["seconds"] for result in draws],
+            "draw_seconds": [result["seconds"] for result in draws], "outcomes": outcomes,
             "seconds": round(time.perf_counter() - started, 1)}
 
 

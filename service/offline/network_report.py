@@ -51,10 +51,11 @@ def _worst(cells: list[dict], column: str) -> dict | None:
     return {"draw": draw, **share}
 
 
-def one_day(members: Iterable[dict]) -> list[dict]:
-    """Keys that live one day at most and send 20 requests or fewer, in networks of 50 or more."""
+def one_day(members: Iterable[dict], end_ts: float) -> list[dict]:
+    """Keys that live one day at most, retire before the run ends (so their whole life is
+    seen) and send 20 requests or fewer, in networks of 50 or more."""
     return [m for m in members if m["size"] >= ONE_DAY_FROM_SIZE and m["lifetime_h"] <= ONE_DAY_H
-            and m["requests"] <= ONE_DAY_REQUESTS]
+            and m["first_ts"] + m["lifetime_h"] * 3600 <= end_ts and m["requests"] <= ONE_DAY_REQUESTS]
 
 
 def summarise(outcomes: list[dict], networks: list[dict], bands: list[str], draws: int, end_ts: float) -> dict:
@@ -69,7 +70,7 @@ def summarise(outcomes: list[dict], networks: list[dict], bands: list[str], draw
                           "worst": {column: _worst(cells, column) for column in columns},
                           "pooled": member_cell(mine, end_ts) if mine else None,
                           "per_draw": dict(cells)})
-    short = one_day(members)
+    short = one_day(members, end_ts)
     short_cells = [(draw, {"run": _share(sum(m["flagged_ts"] is not None for m in short if m["draw"] == draw),
                                          sum(m["draw"] == draw for m in short))}) for draw in range(draws)]
     network_rows = []
@@ -123,7 +124,8 @@ def format_networks(result: dict, command: str) -> str:
                      + " ".join(f"{_pct(pooled.get(c)):>18}" for c in ("2h", "6h", "24h", "run", "joiners"))
                      + f"  by linkage {pooled.get('by_linkage', 0)}")
     day = result["one_day"]
-    lines += ["", f"one-day keys with <= {ONE_DAY_REQUESTS} requests in networks of >= {ONE_DAY_FROM_SIZE}: "
+    lines += ["", f"one-day keys (whole life in the run) with <= {ONE_DAY_REQUESTS} requests in networks of >= "
+              f"{ONE_DAY_FROM_SIZE}: "
               f"pooled {_pct(day['pooled'])}; worst draw {_pct(day['worst'])}", "",
               "honest look-alikes (keys that sent a request; two-sided 95 % Clopper-Pearson bound):",
               f"{'class':<20} {'keys':>6} {'>=5 req':>7} {'flagged':>7} {'rate [95 %]':>26} {'worst draw':>10}  flagged by"]
