@@ -119,6 +119,7 @@ def member_slots(seed: str, index: int, network: Mapping, end_ts: float,
 
 def _slot(seed: str, index: int, slot: int, network: Mapping, end_ts: float,
           members: dict[str, Member]) -> Iterator[dict]:
+    """One slot's keys one after another: each lives its drawn life, then the next is issued."""
     rng = random.Random(seed)
     shortest, longest = LIFETIMES[network["lifetime"]]
     born, generation = network["start_ts"], 0
