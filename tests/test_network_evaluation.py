@@ -116,8 +116,8 @@ def test_evaluate_networks_flags_an_obvious_network_and_reports_every_lookalike_
     result = json.loads(report.read_text())
     assert [row["band"] for row in result["bands_report"]] == ["10-19", "20-30"]
     assert sum(row["members"] for row in result["bands_report"]) == sum(n["members"] for n in result["networks"])
-    for network in result["networks"]:
-        assert network["members"] >= network["size"]  # every slot's founder, and any replacement
+    for network in result["networks"]:  # every slot's founder (one may retire before it sends), and replacements
+        assert 0.9 * network["size"] <= network["members"] <= 3 * network["size"]
     run = [row["pooled"]["run"] for row in result["bands_report"]]
     assert sum(share["flagged"] for share in run) >= 0.5 * sum(share["keys"] for share in run)
     assert all(row["pooled"]["24h"] is None for row in result["bands_report"])  # 12 hours simulated
