@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..offline.generalisation_cli import add_arguments as add_generalisation_arguments
+from ..offline.network_cli import add_arguments as add_network_arguments
 from .offline import cmd_evaluate, cmd_replay, cmd_score, cmd_simulate, cmd_train
 from .processes import cmd_demo, cmd_mock_upstream, cmd_scorer, cmd_serve
 from .review import cmd_admin_hash_token, cmd_audit, cmd_key_id, cmd_keys, cmd_labels
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--html", help="also write the self-contained report page here")
     evaluate.add_argument("--json", help="also write every figure as JSON here")
     add_generalisation_arguments(evaluate)
+    add_network_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     simulate = commands.add_parser("simulate", help="write labelled simulated traffic")

@@ -67,10 +67,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Simulate a mixed population, train on part of the honest keys, score the rest: the table."""
     import json
 
-    from ..offline import generalisation_cli
+    from ..offline import generalisation_cli, network_cli
     from ..offline.evaluation import Plan, format_table, run_evaluation
 
     settings = settings_from(args)
+    if args.networks:
+        network_cli.run(args, settings)
+        return
     if generalisation_cli.wanted(args):
         generalisation_cli.run(args, settings)
         return

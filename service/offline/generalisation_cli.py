@@ -15,7 +15,7 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
         "--attacks-per-scenario keys of every harvesting family, per-key detection")
     group.add_argument("--randomise", action="store_true",
                        help="every key re-draws caps, lengths, sampling, placement, language, tools and pace")
-    group.add_argument("--draws", type=int, default=1, metavar="K", help="K populations, seeds SEED..SEED+K-1")
+    group.add_argument("--draws", type=int, metavar="K", help="K populations, seeds SEED..SEED+K-1 (default: 1)")
     group.add_argument("--hold-out-families", action="store_true",
                        help="fit without family F, then measure F (every family, attack and honest)")
     group.add_argument("--drop-usage", action="store_true", help="also measure with `usage` removed from every line")
@@ -31,7 +31,7 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
 def wanted(args: argparse.Namespace) -> bool:
     """Whether the command line asks for a generalisation run."""
     return bool(args.randomise or args.hold_out_families or args.drop_usage or args.features_mode
-                or args.draws != 1 or args.report or args.families)
+                or args.draws not in (None, 1) or args.report or args.families)
 
 
 def run(args: argparse.Namespace, settings) -> None:
