@@ -41,10 +41,15 @@ def demo(tmp_path):
     running.stop()
 
 
+FRAMINGS = ("{task}", "{task}\nAnswer for a beginner.", "{task}\nAnswer for an expert, in depth.")
+
+
 def seed_instructions() -> list[str]:
-    """Alpaca's 175 and Code Alpaca's 20 human-written seed tasks, with their inputs."""
+    """Alpaca's 175 and Code Alpaca's 20 human-written seed tasks, with their inputs, each in
+    three framings: 585 distinct tasks, a harvest's volume (under 150 it would be an eval's)."""
     tasks = [*prompts.seed_tasks(), *prompts.seed_tasks(code=True)]
-    return [f"{t['instruction']}\n\n{t['input']}" if t.get("input") else t["instruction"] for t in tasks]
+    bare = [f"{t['instruction']}\n\n{t['input']}" if t.get("input") else t["instruction"] for t in tasks]
+    return [framing.format(task=task) for framing in FRAMINGS for task in bare]
 
 
 def harvest(client: openai.OpenAI, instructions: list[str], max_tokens: int = 1024) -> list[int | str]:

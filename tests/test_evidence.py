@@ -109,10 +109,13 @@ def test_a_judgement_alone_is_not_enough_harvested_output():
     assert verdict(**SCRIPTED, judgement_share=1.0, reasoning_share=0.8, answer_to_variable_ratio=4.0).flagged
 
 
-def test_public_benchmark_questions_halve_the_long_answer_evidence():
+def test_public_benchmark_questions_quarter_the_long_answer_evidence_and_temperature_0_halves_it():
     plain = group_scores_of(**SCRIPTED, **LONG_ANSWERS)
     benchmark = group_scores_of(**SCRIPTED, **LONG_ANSWERS, public_eval_share=0.9)
-    assert benchmark["harvested output"] == pytest.approx(plain["harvested output"] / 2)
+    assert benchmark["harvested output"] == pytest.approx(plain["harvested output"] / 4)
+    greedy = group_scores_of(**SCRIPTED, **{**LONG_ANSWERS, "greedy_share": 1.0})
+    assert greedy["harvested output"] == pytest.approx(plain["harvested output"] / 2)
+    assert not verdict(**SCRIPTED, **LONG_ANSWERS, public_eval_share=0.9).flagged
 
 
 def group_scores_of(**values: float) -> dict[str, float]:

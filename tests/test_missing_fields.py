@@ -20,9 +20,10 @@ ATTACKS = {"burst_harvester": 1, "reasoning_harvester": 1, "logprob_harvester": 
            "paraphrase_harvester": 1, "fake_history_harvester": 1}
 PARAMS = {"burst_harvester": {"rate_per_s": (0.5, 0.8)}, "logprob_harvester": {"rate_per_s": (0.5, 0.8)},
           "fake_history_harvester": {"rate_per_s": (0.1, 0.3)}}
-# Evaluations fall every 5 requests up to 100 and every 20 after: "a few requests" is one or
-# two evaluation points.
-SLACK_REQUESTS = 40
+# Evaluations fall every 5 requests up to 100 and every 20 after. With usage the forest may
+# flag a key at 30 requests; without it, the forest loses its answer-length features and the
+# evidence score, which needs 150 distinct tasks, flags it: "a few requests" is that floor.
+SLACK_REQUESTS = 150
 
 
 def key_id(raw: str) -> str:
