@@ -17,6 +17,19 @@ _SPACE = 2**64
 _MASK = _SPACE - 1
 
 
+def keep_smallest(values, value: int, k: int) -> None:
+    """Adds `value` to `values`, kept sorted as the k smallest distinct values seen (a list or
+    an array): the sample a k-minimum-values sketch estimates from."""
+    if len(values) >= k and value >= values[-1]:
+        return
+    index = bisect.bisect_left(values, value)
+    if index < len(values) and values[index] == value:
+        return
+    values.insert(index, value)
+    if len(values) > k:
+        values.pop()
+
+
 class TaskSketch:
     """The K smallest 64-bit values of the prompts' duplicate hashes; `add`, `estimate`."""
 
@@ -44,18 +57,11 @@ class TaskSketch:
         self._insert(value ^ (value >> 31))
 
     def _insert(self, value: int) -> None:
-        values = self.values
-        if len(values) >= K and value >= values[-1]:
-            return
-        index = bisect.bisect_left(values, value)
-        if index < len(values) and values[index] == value:
-            return
-        values.insert(index, value)
-        if len(values) > K:
-            values.pop()
+        keep_smallest(self.values, value, K)
 
     def estimate(self) -> float:
-        """Distinct prompts seen: exact below K, (K - 1) / (K-th smallest / 2**64) above."""
+        """Distinct values seen (prompts or lines): exact below K, (K - 1) / (K-th smallest /
+        2**64) above."""
         if len(self.values) < K:
             return float(len(self.values))
         return (K - 1) * _SPACE / (self.values[-1] + 1)

@@ -24,7 +24,6 @@ Fields (and why each is there):
 
 from __future__ import annotations
 
-import bisect
 import struct
 import zlib
 from array import array
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..features import RequestFeatures
+from ..task_sketch import keep_smallest
 
 ACTIVITY_BUCKET_S = 600
 ACTIVITY_BUCKETS = 144  # 24 hours
@@ -125,22 +125,11 @@ class KeySignature:
             event.model, event.temperature, event.top_p, event.max_tokens, event.n, event.logprobs,
             event.top_logprobs, event.response_format, event.reasoning_effort), TOP["sampling"])
         if event.user_hash:
-            self._sample_prompt(_hex(event.user_hash))
+            keep_smallest(self.prompts, _hex(event.user_hash), PROMPT_SAMPLE)
         self._count_activity(event.ts)
         self._count_behaviour(event, single_turn)
         if self.recent >= HALVE_AT:
             self._halve()
-
-    def _sample_prompt(self, value: int) -> None:
-        sample = self.prompts
-        if len(sample) == PROMPT_SAMPLE and value >= sample[-1]:
-            return
-        at = bisect.bisect_left(sample, value)
-        if at < len(sample) and sample[at] == value:
-            return
-        sample.insert(at, value)
-        if len(sample) > PROMPT_SAMPLE:
-            sample.pop()
 
     def _count_activity(self, ts: float) -> None:
         bucket = int(ts // ACTIVITY_BUCKET_S)
